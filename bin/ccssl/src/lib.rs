@@ -1,0 +1,2 @@
+//! Supervisor, dashboard and command line of ccssl, shared by the `ccssl-run` and `ccssl`
+//! binaries.

@@ -1,0 +1,3 @@
+//! Image augmentation of ccssl.
+//!
+//! Pillow-compatible image ops and the weak, strong and contrast views of the CCSSL objective.

@@ -1,0 +1,1 @@
+//! The EMA, evaluation and checkpoint stage of ccssl.
