@@ -1,0 +1,405 @@
+//! `metrics.jsonl`: one JSON record per log interval and per evaluation, and the end-of-run
+//! summary computed from the evaluations.
+//!
+//! Each line is one [`Record`], tagged by `kind` (`"train"`, `"eval"` or `"summary"`).
+//! Accuracies are percentages in [0, 100]. A run killed mid-write can leave a last line without
+//! its newline: [`read_records`] skips it with a warning, while a malformed line anywhere else is
+//! an error naming its line number.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Training metrics averaged over one log interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainRecord {
+    // Every f64 field accepts `null`, the JSON form of a NaN loss after divergence.
+    /// Steps completed at the end of the interval.
+    pub step: u64,
+    /// Learning rate of the last step.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub lr: f64,
+    /// Total loss `Lx + lambda_u * Lu + lambda_c * Lc`.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub loss: f64,
+    /// Supervised cross-entropy `Lx`.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub loss_x: f64,
+    /// Unsupervised pseudo-label loss `Lu`.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub loss_u: f64,
+    /// Class-aware contrastive loss `Lc` (0 when the contrast branch is off).
+    #[serde(deserialize_with = "nan_from_null")]
+    pub loss_c: f64,
+    /// Fraction of unlabeled images whose pseudo-label passed the threshold, in [0, 1].
+    #[serde(deserialize_with = "nan_from_null")]
+    pub mask_ratio: f64,
+    /// Accuracy of the masked pseudo-labels against the true labels, in [0, 1].
+    #[serde(deserialize_with = "nan_from_null")]
+    pub pseudo_acc: f64,
+    /// Training images per second over the interval, counting every view.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub images_per_s: f64,
+    /// Seconds since the run (or the resumed part of it) started.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub elapsed_s: f64,
+}
+
+/// One evaluation on the whole test set, for the EMA model and the raw (online) model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Steps completed when the evaluation ran.
+    pub step: u64,
+    /// Top-1 accuracy of the EMA model, percent.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub top1_ema: f64,
+    /// Top-5 accuracy of the EMA model, percent.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub top5_ema: f64,
+    /// Mean cross-entropy of the EMA model.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub loss_ema: f64,
+    /// Top-1 accuracy of the raw model, percent.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub top1_raw: f64,
+    /// Top-5 accuracy of the raw model, percent.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub top5_raw: f64,
+    /// Mean cross-entropy of the raw model.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub loss_raw: f64,
+    /// Test images evaluated.
+    pub images: u64,
+}
+
+/// Best, last and median-of-last-five top-1 of one model over a run's evaluations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    /// Highest top-1, percent.
+    pub best: f64,
+    /// Step of the highest top-1 (the earliest one on a tie).
+    pub best_step: u64,
+    /// Top-1 of the last evaluation, percent.
+    pub last: f64,
+    /// Median top-1 of the last five evaluations (fewer when the run had fewer), percent.
+    pub median_last5: f64,
+}
+
+/// End-of-run summary, with the EMA and the raw model in separate rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Evaluations the summary is computed from.
+    pub evaluations: u64,
+    /// The EMA model, the one the reference accuracies are reported for.
+    pub ema: SummaryRow,
+    /// The raw (online) model.
+    pub raw: SummaryRow,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// A log interval of training.
+    Train(TrainRecord),
+    /// An evaluation.
+    Eval(EvalRecord),
+    /// The end-of-run summary.
+    Summary(Summary),
+}
+
+/// Error raised while reading or appending `metrics.jsonl`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordsError {
+    /// A file system call failed.
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        /// Operation that failed, such as `open`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A complete line is not a valid record.
+    #[error("invalid record at {path}:{line}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Line number, from 1.
+        line: usize,
+        /// Message of the JSON parser.
+        message: String,
+    },
+}
+
+impl Summary {
+    /// Summarises evaluations in step order; `None` when there are none.
+    pub fn from_evals(evals: &[EvalRecord]) -> Option<Self> {
+        if evals.is_empty() {
+            return None;
+        }
+        Some(Self {
+            evaluations: evals.len() as u64,
+            ema: summarize(evals, |e| e.top1_ema),
+            raw: summarize(evals, |e| e.top1_raw),
+        })
+    }
+}
+
+fn summarize(evals: &[EvalRecord], top1: impl Fn(&EvalRecord) -> f64) -> SummaryRow {
+    let mut best = &evals[0];
+    for eval in evals {
+        if top1(eval) > top1(best) {
+            best = eval;
+        }
+    }
+    let mut tail: Vec<f64> = evals[evals.len().saturating_sub(5)..]
+        .iter()
+        .map(&top1)
+        .collect();
+    tail.sort_by(f64::total_cmp);
+    let mid = tail.len() / 2;
+    let median = if tail.len() % 2 == 1 {
+        tail[mid]
+    } else {
+        (tail[mid - 1] + tail[mid]) / 2.0
+    };
+    SummaryRow {
+        best: top1(best),
+        best_step: best.step,
+        last: top1(&evals[evals.len() - 1]),
+        median_last5: median,
+    }
+}
+
+fn nan_from_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
+/// Appends records to `metrics.jsonl`, one flushed line each.
+#[derive(Debug)]
+pub struct RecordWriter {
+    path: PathBuf,
+    file: File,
+}
+
+impl RecordWriter {
+    /// Opens `path` for appending, creating it when missing.
+    pub fn append(path: &Path) -> Result<Self, RecordsError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| RecordsError::Io {
+                action: "open",
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// Writes one record as a line; evaluations and summaries are also fsynced, because
+    /// they are what a researcher reads after a crash.
+    pub fn write(&mut self, record: &Record) -> Result<(), RecordsError> {
+        // Serialising cannot fail because every field is a number or a string. A NaN loss is
+        // written as `null`, which the reader turns back into NaN.
+        let mut line = serde_json::to_string(record).unwrap_or_default();
+        line.push('\n');
+        let io = |source| RecordsError::Io {
+            action: "append to",
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all(line.as_bytes()).map_err(io)?;
+        if !matches!(record, Record::Train(_)) {
+            self.file.sync_data().map_err(|source| RecordsError::Io {
+                action: "sync",
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads every record of a `metrics.jsonl` file.
+pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordsError> {
+    let file = File::open(path).map_err(|source| RecordsError::Io {
+        action: "open",
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut reader = BufReader::new(file);
+    let mut records = Vec::new();
+    let mut line = String::new();
+    for number in 1.. {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|source| RecordsError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        let complete = line.ends_with('\n');
+        match serde_json::from_str::<Record>(line.trim_end()) {
+            Ok(record) => records.push(record),
+            Err(_) if !complete => {
+                tracing::warn!(path = %path.display(), line = number, "skipping a partly written last record");
+            }
+            Err(err) => {
+                return Err(RecordsError::Invalid {
+                    path: path.to_owned(),
+                    line: number,
+                    message: err.to_string(),
+                });
+            }
+        }
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(step: u64, top1_ema: f64, top1_raw: f64) -> EvalRecord {
+        EvalRecord {
+            step,
+            top1_ema,
+            top5_ema: 99.0,
+            loss_ema: 0.5,
+            top1_raw,
+            top5_raw: 98.0,
+            loss_raw: 0.6,
+            images: 10_000,
+        }
+    }
+
+    #[test]
+    fn summary_keeps_ema_and_raw_apart() {
+        let evals: Vec<_> = [
+            (1, 10.0, 12.0),
+            (2, 30.0, 20.0),
+            (3, 25.0, 40.0),
+            (4, 20.0, 35.0),
+        ]
+        .into_iter()
+        .map(|(s, e, r)| eval(s, e, r))
+        .collect();
+        let summary = Summary::from_evals(&evals).unwrap();
+
+        assert_eq!(summary.ema.best, 30.0);
+        assert_eq!(summary.ema.best_step, 2);
+        assert_eq!(summary.ema.last, 20.0);
+        // Four evaluations: median of 10, 20, 25, 30 is (20 + 25) / 2.
+        assert_eq!(summary.ema.median_last5, 22.5);
+        assert_eq!(summary.raw.best, 40.0);
+        assert_eq!(summary.raw.best_step, 3);
+    }
+
+    #[test]
+    fn median_uses_last_five_only() {
+        let evals: Vec<_> = [90.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| eval(i as u64, v, v))
+            .collect();
+        let summary = Summary::from_evals(&evals).unwrap();
+        assert_eq!(summary.ema.median_last5, 3.0);
+        assert_eq!(summary.ema.best, 90.0);
+    }
+
+    #[test]
+    fn no_evals_no_summary() {
+        assert_eq!(Summary::from_evals(&[]), None);
+    }
+
+    #[test]
+    fn records_round_trip_through_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let records = vec![
+            Record::Train(TrainRecord {
+                step: 10,
+                lr: 0.03,
+                loss: 2.0,
+                loss_x: 1.0,
+                loss_u: 0.5,
+                loss_c: 0.5,
+                mask_ratio: 0.25,
+                pseudo_acc: 0.9,
+                images_per_s: 100.0,
+                elapsed_s: 1.5,
+            }),
+            Record::Eval(eval(10, 50.0, 45.0)),
+        ];
+        let mut writer = RecordWriter::append(&path).unwrap();
+        for record in &records {
+            writer.write(record).unwrap();
+        }
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("{\"kind\":\"train\",\"step\":10,"),
+            "{text}"
+        );
+        assert_eq!(read_records(&path).unwrap(), records);
+    }
+
+    #[test]
+    fn nan_loss_survives_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut record = eval(3, 10.0, 10.0);
+        record.loss_raw = f64::NAN;
+        RecordWriter::append(&path)
+            .unwrap()
+            .write(&Record::Eval(record))
+            .unwrap();
+
+        let read = read_records(&path).unwrap();
+        let Record::Eval(back) = &read[0] else {
+            panic!("expected an eval record, got {read:?}")
+        };
+        assert!(back.loss_raw.is_nan());
+        assert_eq!(back.top1_raw, 10.0);
+    }
+
+    #[test]
+    fn partial_last_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let full = serde_json::to_string(&Record::Eval(eval(5, 1.0, 2.0))).unwrap();
+        std::fs::write(&path, format!("{full}\n{{\"kind\":\"ev")).unwrap();
+
+        assert_eq!(
+            read_records(&path).unwrap(),
+            vec![Record::Eval(eval(5, 1.0, 2.0))]
+        );
+    }
+
+    #[test]
+    fn malformed_middle_line_names_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let full = serde_json::to_string(&Record::Eval(eval(5, 1.0, 2.0))).unwrap();
+        std::fs::write(&path, format!("{full}\nnot json\n{full}\n")).unwrap();
+
+        let err = read_records(&path).unwrap_err();
+        assert!(
+            matches!(err, RecordsError::Invalid { line: 2, .. }),
+            "{err}"
+        );
+    }
+}
