@@ -10,7 +10,7 @@ use super::view::{DerivedView, ViewConfig, Window};
 /// keeps its whole curve at a coarser spacing.
 pub const CHART_CAPACITY: usize = 1024;
 
-/// What the screen shows on top of the panels.
+/// Screen state drawn over the panels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Running,
@@ -19,7 +19,7 @@ pub enum Mode {
     Help,
 }
 
-/// What the caller should do after a key.
+/// Request to the caller after a key press.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     None,
@@ -32,7 +32,7 @@ pub enum Action {
     Detach,
 }
 
-/// What a confirmed `q` means.
+/// Effect of a confirmed `q`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuitBehavior {
     /// The dashboard belongs to the supervisor: `q` stops the run.
@@ -166,7 +166,8 @@ impl App {
             self.history_stride *= 2;
             let stride = self.history_stride;
             let last = self.train_history.pop();
-            self.train_history.retain(|&(s, _)| s.is_multiple_of(stride));
+            self.train_history
+                .retain(|&(s, _)| s.is_multiple_of(stride));
             // The newest point stays so the chart always reaches the current step.
             self.train_history.extend(last);
         }

@@ -28,10 +28,32 @@ pub fn read_tail(path: &Path, max_lines: usize) -> io::Result<Vec<String>> {
         lines.remove(0);
     }
     let skip = lines.len().saturating_sub(max_lines);
-    Ok(lines[skip..]
-        .iter()
-        .map(|l| l.replace('\t', "    "))
-        .collect())
+    Ok(lines[skip..].iter().map(|l| printable(l)).collect())
+}
+
+/// Removes ANSI escape sequences (a log written with colours) and turns tabs and other control
+/// characters into spaces, because the terminal would act on them instead of showing them.
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // CSI sequence: ESC [ parameters, ended by a byte in 0x40..=0x7e.
+                if chars.next_if_eq(&'[').is_some() {
+                    for end in chars.by_ref() {
+                        if ('\u{40}'..='\u{7e}').contains(&end) {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\t' => out.push_str("    "),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -51,6 +73,12 @@ mod tests {
         std::fs::write(&path, "one\ntwo\nthree\nfour\n").unwrap();
         assert_eq!(read_tail(&path, 2).unwrap(), ["three", "four"]);
         assert_eq!(read_tail(&path, 10).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn escapes_and_controls_are_removed() {
+        let line = "\u{1b}[2m2026-12-04\u{1b}[0m \u{1b}[32mINFO\u{1b}[0m step:\tdone\r\u{7}";
+        assert_eq!(printable(line), "2026-12-04 INFO step:    done  ");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Dashboard data model: one [`Sample`] is a reading of every stage replica, every ring and the
-//! training gauges, taken at one instant. It knows nothing of shared memory, so the runtime
+//! training gauges, taken at one instant. It does not depend on shared memory, so the runtime
 //! adapter, recorded files and tests all produce the same type.
 
 use std::fs;
@@ -32,7 +32,7 @@ pub struct Sample {
     pub evals: Vec<EvalPoint>,
 }
 
-/// What identifies the run and where training stands.
+/// Run identity and training progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunHeader {
     pub run_name: String,
@@ -80,9 +80,10 @@ pub struct StageReading {
     pub items_in: u64,
     /// Batches committed to output rings.
     pub items_out: u64,
-    /// Images contained in the batches taken.
+    /// Images contained in the batches taken, each dataset image counted once however many
+    /// augmented views of it the batch holds.
     pub images_in: u64,
-    /// Images contained in the batches committed.
+    /// Images contained in the batches committed, counted like `images_in`.
     pub images_out: u64,
     /// Time spent working on batches.
     pub busy_ns: u64,
@@ -163,7 +164,7 @@ pub enum SourceError {
         source: serde_json::Error,
     },
     /// The metrics cannot be read right now (for example a segment is being recreated); the
-    /// dashboard shows the reason and asks again at the next interval.
+    /// dashboard shows the reason and reads again at the next interval.
     #[error("metrics unavailable: {reason}")]
     Unavailable { reason: String },
 }

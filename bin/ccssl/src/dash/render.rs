@@ -1,9 +1,9 @@
 //! Drawing of the dashboard: `impl Widget for &App`, one small function per panel.
 //!
 //! Layout, top to bottom: a two-line header, the stage table, the ring table, then the charts
-//! and the log tail. Panels that do not fit are dropped whole, in the order log, charts, rings,
-//! so a small terminal shows fewer panels rather than squeezed ones; [`plan_layout`] holds the
-//! rules. Below [`MIN_WIDTH`] x [`MIN_HEIGHT`] only a message is drawn.
+//! and the log tail. Panels that do not fit are dropped whole, charts first, then the log, then
+//! the ring table, so a small terminal shows fewer panels rather than squeezed ones.
+//! [`plan_layout`] contains the rules. Below [`MIN_WIDTH`] x [`MIN_HEIGHT`] only a message is drawn.
 
 mod charts;
 mod tables;

@@ -1,5 +1,5 @@
-//! What `ccssl dash RUN_DIR` needs to know about a run directory: whether its run is running,
-//! finished or neither, and the summary of a run that is not running.
+//! Run directory inspection for `ccssl dash RUN_DIR`: whether its run is running, finished or
+//! neither, and the summary of a run that is not running.
 //!
 //! Files read in the run directory:
 //! - `supervisor.pid`: decimal pid of the supervisor, written when the run starts.
@@ -58,18 +58,18 @@ pub enum RunDirError {
     Records(#[from] RecordError),
 }
 
-/// Where a run stands.
+/// State of a run, read from its directory.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunStatus {
     /// The supervisor named in `supervisor.pid` is alive; attach a dashboard.
     Running { supervisor_pid: u32 },
-    /// `metrics.jsonl` holds an `end` record.
+    /// `metrics.jsonl` contains an `end` record.
     Finished(RunSummary),
     /// No live supervisor and no `end` record: the run was killed, or never started.
     NotRunning(RunSummary),
 }
 
-/// What `metrics.jsonl` says about a run.
+/// Summary of a run read from `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunSummary {
     pub end: Option<EndRecord>,
@@ -82,8 +82,8 @@ pub struct RunSummary {
 /// Decides whether the run in `run_dir` is running, finished or neither.
 ///
 /// An `end` record wins over a live pid, because the supervisor writes it just before exiting.
-/// NOTE: liveness is `/proc/<pid>` existing, so a pid reused by another process after a crash
-/// reads as running; the attach then finds no shared-memory segments and reports that.
+/// NOTE: a supervisor counts as alive when `/proc/<pid>` exists. After a crash another process
+/// may reuse the pid, and the run then reads as running.
 pub fn run_status(run_dir: &Path) -> Result<RunStatus, RunDirError> {
     if !run_dir.is_dir() {
         return Err(RunDirError::NotFound {
@@ -139,7 +139,7 @@ pub fn read_summary(path: &Path) -> Result<RunSummary, RunDirError> {
 }
 
 impl RunSummary {
-    /// The evaluation with the highest EMA top-1 accuracy; the earliest on ties.
+    /// Returns the evaluation with the highest EMA top-1 accuracy, the earliest on ties.
     pub fn best_eval(&self) -> Option<&EvalRecord> {
         self.evals
             .iter()
@@ -200,7 +200,7 @@ impl RunSummary {
 }
 
 impl RunStatus {
-    /// The message `ccssl dash` prints for a run it does not attach to, with its summary.
+    /// Formats the message `ccssl dash` prints for a run it does not attach to, with its summary.
     pub fn describe(&self, run_dir: &Path) -> String {
         let dir = run_dir.display();
         match self {

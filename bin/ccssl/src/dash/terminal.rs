@@ -21,7 +21,7 @@ use super::logtail::read_tail;
 use super::model::{MetricsSource, SourceError};
 use super::view::{ViewConfig, Window};
 
-/// Longest wait for a key before the loop checks whether a sample is due. 100 ms keeps keys
+/// Maximum wait for a key before the loop checks whether a sample is due. 100 ms keeps keys
 /// responsive without waking the process more than ten times a second.
 pub const EVENT_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -32,7 +32,7 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
 /// Lines kept from the end of the log file; more than any terminal shows.
 pub const LOG_TAIL_LINES: usize = 200;
 
-/// Why the dashboard returned.
+/// Reason the dashboard returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DashExit {
     /// The source reported the end of the run.
@@ -201,7 +201,7 @@ where
     }
 }
 
-/// Longest time between two samples in headless mode; shorter print intervals sample as often
+/// Maximum time between two samples in headless mode; shorter print intervals sample as often
 /// as they print.
 pub const HEADLESS_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -244,3 +244,5 @@ pub fn run_headless(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tty_tests;

@@ -18,6 +18,8 @@ struct Series {
 }
 
 /// Series of the chosen chart, y values in the unit the chart shows (percent for shares).
+/// Non-finite values (a diverged loss) are left out; the header and headless line still show
+/// them as `NaN` or `inf`.
 fn series(app: &App) -> Vec<Series> {
     let train = |name, color, value: fn(&crate::dash::TrainGauges) -> f64| Series {
         name,
@@ -26,6 +28,7 @@ fn series(app: &App) -> Vec<Series> {
             .train_history
             .iter()
             .map(|(step, g)| (*step as f64, value(g)))
+            .filter(|p| p.1.is_finite())
             .collect(),
     };
     match app.chart {

@@ -107,7 +107,8 @@ fn charts_and_log_share_bottom_at_80x24() {
         "{}",
         lines[18]
     );
-    assert!(lines[23].starts_with('└') && lines[23].ends_with('┘'));
+    assert!(lines[23].starts_with('└'), "{}", lines[23]);
+    assert!(lines[23].ends_with('┘'), "{}", lines[23]);
 }
 
 #[test]
@@ -290,6 +291,23 @@ fn empty_charts_say_so() {
     press(&mut app, KeyCode::Left);
     let lines = draw(&app, 80, 24);
     assert!(lines[18].starts_with("│no evaluation yet"), "{}", lines[18]);
+}
+
+#[test]
+fn diverged_loss_still_draws() {
+    let mut samples = four_stages();
+    let last = samples.last_mut().unwrap();
+    let train = last.train.as_mut().unwrap();
+    train.loss = f64::NAN;
+    train.loss_u = f64::INFINITY;
+    let lines = draw(&app_with(samples), 80, 24);
+    assert!(
+        lines[17].starts_with("┌ ◀ losses (1/4) ▶ ─"),
+        "{}",
+        lines[17]
+    );
+    // The two finite samples still set the axis: 2.750 at the top.
+    assert!(lines[18].starts_with("│2.750 │"), "{}", lines[18]);
 }
 
 #[test]

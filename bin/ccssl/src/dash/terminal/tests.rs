@@ -22,8 +22,8 @@ fn ctrl_c() -> Option<Event> {
     )))
 }
 
-/// Runs the loop over `source` with one scripted event per turn (`None` once the script is
-/// used up); returns the exit, how often `stop` ran and the last drawn screen.
+/// Runs the loop over `source` with one scripted event per turn, then `None` events.
+/// Returns the exit, the number of `stop` calls and the last drawn screen.
 fn run_loop(
     source: &mut dyn MetricsSource,
     quit: QuitBehavior,
