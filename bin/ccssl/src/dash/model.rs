@@ -163,8 +163,8 @@ pub enum SourceError {
         line: usize,
         source: serde_json::Error,
     },
-    /// The metrics cannot be read right now (for example a segment is being recreated); the
-    /// dashboard shows the reason and reads again at the next interval.
+    /// The metrics cannot be read right now, for example while a segment is being recreated.
+    /// The dashboard shows the reason and reads again at the next interval.
     #[error("metrics unavailable: {reason}")]
     Unavailable { reason: String },
 }

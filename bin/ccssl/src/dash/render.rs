@@ -30,7 +30,7 @@ const STACK_MIN_HEIGHT: u16 = 14;
 const CHART_MIN_HEIGHT: u16 = 6;
 const LOG_MIN_HEIGHT: u16 = 3;
 
-/// Where each panel goes; `None` for a dropped panel.
+/// Panel areas; `None` marks a dropped panel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Panels {
     pub header: Rect,
@@ -43,9 +43,10 @@ pub struct Panels {
 /// Places the panels for a terminal area and the table row counts.
 ///
 /// Header and stage table always get their rows (the table is clipped if even that does not
-/// fit). The ring table follows when all its rows fit. The rest goes to charts and log: side
-/// by side from 80 columns when it is short or from 120 columns at any height, stacked
-/// (charts above) when it is at least 14 rows on a narrower terminal, otherwise the log alone.
+/// fit). The ring table follows when all its rows fit. The rest goes to charts and log. They
+/// sit side by side from 120 columns, or from 80 columns when the rest is under 14 rows.
+/// Otherwise they are stacked (charts above) when the rest has at least 14 rows, and below
+/// that the log is alone.
 pub fn plan_layout(area: Rect, stage_rows: usize, edge_rows: usize) -> Panels {
     let table_height = |rows: usize| u16::try_from(rows + 3).unwrap_or(u16::MAX);
     let [header, rest] = Layout::vertical([Constraint::Length(2), Constraint::Fill(1)]).areas(area);
@@ -152,7 +153,7 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
     fitting_line(progress, progress_row.width).render(progress_row, buf);
 }
 
-/// The leading spans that fit in `width` whole, so a narrow header drops fields instead of
+/// Keeps the leading spans that fit in `width` whole, so a narrow header drops fields instead of
 /// cutting one in the middle.
 fn fitting_line<'a>(spans: impl IntoIterator<Item = Span<'a>>, width: u16) -> Line<'a> {
     let mut used = 0;
@@ -167,7 +168,7 @@ fn fitting_line<'a>(spans: impl IntoIterator<Item = Span<'a>>, width: u16) -> Li
     line
 }
 
-/// The title row's status: a source error, the stop under way, or the key hint.
+/// Builds the title row's status: a source error, the stop under way, or the key hint.
 fn status_span(app: &App) -> Span<'static> {
     if let Some(error) = &app.source_error {
         Span::from(format!(" {error}")).fg(Color::Red)

@@ -389,11 +389,10 @@ fn mean_occupancy_of<'a>(edges: impl Iterator<Item = &'a EdgeView>) -> Option<f6
 
 /// Picks the bottleneck stage.
 ///
-/// Rule: among stages busy at least [`BOTTLENECK_MIN_BUSY`] of the window (averaged over
-/// replicas), whose input rings average at least [`BOTTLENECK_MIN_INPUT_FULL`] full (or that
-/// have none) and whose output rings average at most [`BOTTLENECK_MAX_OUTPUT_FULL`] full (or
-/// that have none), the one with the highest busy share. Ties go to the stage earlier in the
-/// graph.
+/// Rule: a candidate is busy at least [`BOTTLENECK_MIN_BUSY`] of the window (averaged over
+/// replicas). Its input rings average at least [`BOTTLENECK_MIN_INPUT_FULL`] full, and its
+/// output rings at most [`BOTTLENECK_MAX_OUTPUT_FULL`] full; a source or sink skips the missing
+/// side. The candidate with the highest busy share wins, the earlier in the graph on ties.
 ///
 /// Why: in a steady pipeline every stage moves the same number of batches, so the limiting one
 /// is the one with the least idle time. Busy share alone can mislead, because a stage can be

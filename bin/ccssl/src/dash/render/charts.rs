@@ -93,8 +93,13 @@ pub(super) fn render_chart(app: &App, area: Rect, buf: &mut Buffer) {
         Paragraph::new(empty).block(block).render(area, buf);
         return;
     }
-    let [x_low, x_high] = bounds(&series, |p| p.0);
-    let [y_low, y_high] = bounds(&series, |p| p.1);
+    line_chart(&series).block(block).render(area, buf);
+}
+
+/// Builds a chart of non-empty series, the axes spanning their points.
+fn line_chart(series: &[Series]) -> Chart<'_> {
+    let [x_low, x_high] = bounds(series, |p| p.0);
+    let [y_low, y_high] = bounds(series, |p| p.1);
     let datasets = series
         .iter()
         .map(|s| {
@@ -106,20 +111,11 @@ pub(super) fn render_chart(app: &App, area: Rect, buf: &mut Buffer) {
                 .data(&s.points)
         })
         .collect();
-    let label = |v: f64| Line::from(format::value(v));
+    let x_labels = [format!("{x_low:.0}"), format!("{x_high:.0}")];
+    let y_labels = [format::value(y_low), format::value(y_high)].map(Line::from);
     Chart::new(datasets)
-        .block(block)
         .legend_position(Some(LegendPosition::TopRight))
         .hidden_legend_constraints((Constraint::Ratio(1, 3), Constraint::Ratio(2, 3)))
-        .x_axis(
-            Axis::default()
-                .bounds([x_low, x_high])
-                .labels([format!("{x_low:.0}"), format!("{x_high:.0}")]),
-        )
-        .y_axis(
-            Axis::default()
-                .bounds([y_low, y_high])
-                .labels([label(y_low), label(y_high)]),
-        )
-        .render(area, buf);
+        .x_axis(Axis::default().bounds([x_low, x_high]).labels(x_labels))
+        .y_axis(Axis::default().bounds([y_low, y_high]).labels(y_labels))
 }

@@ -126,7 +126,7 @@ impl StageColumn {
     }
 }
 
-/// The first pid, followed by `+N` for further replicas.
+/// Formats the first pid, followed by `+N` for further replicas.
 fn pid_text(pids: &[u32]) -> String {
     match pids {
         [] => "-".to_owned(),
@@ -183,7 +183,7 @@ fn edge_row(edge: &EdgeView, wide: bool) -> Row<'static> {
     Row::new(cells)
 }
 
-/// The ring table's bottom title naming the bottleneck, with its numbers when they fit in
+/// Builds the ring table's bottom title naming the bottleneck, with its numbers when they fit in
 /// `width`.
 fn bottleneck_title(bottleneck: Option<&Bottleneck>, width: u16) -> Line<'static> {
     let Some(b) = bottleneck else {
@@ -205,19 +205,8 @@ fn bottleneck_title(bottleneck: Option<&Bottleneck>, width: u16) -> Line<'static
     Line::from(text).fg(Color::Red)
 }
 
-pub(super) fn render_edges(app: &App, area: Rect, buf: &mut Buffer) {
-    let Some(view) = &app.view else { return };
-    let block = Block::bordered()
-        .title(" rings ")
-        .title_bottom(bottleneck_title(view.bottleneck.as_ref(), area.width));
-    let wide = block.inner(area).width >= 70;
-    let route_width = view
-        .edges
-        .iter()
-        .map(|e| e.from.len() + e.to.len() + 3)
-        .max();
-    let route_width = u16::try_from(route_width.unwrap_or(0).min(30)).unwrap_or(30);
-
+/// Header cells and widths of the ring table; narrow tables drop the route and `wait%`.
+fn edge_columns(wide: bool, route_width: u16) -> (Vec<Cell<'static>>, Vec<Constraint>) {
     let left = |text| Cell::from(text);
     let right = |text| Cell::from(Line::from(text).right_aligned());
     let mut columns = vec![(left("ring"), Constraint::Min(8))];
@@ -230,7 +219,18 @@ pub(super) fn render_edges(app: &App, area: Rect, buf: &mut Buffer) {
     if wide {
         columns.push((right("wait%"), Constraint::Length(5)));
     }
-    let (header, widths): (Vec<Cell>, Vec<Constraint>) = columns.into_iter().unzip();
+    columns.into_iter().unzip()
+}
+
+pub(super) fn render_edges(app: &App, area: Rect, buf: &mut Buffer) {
+    let Some(view) = &app.view else { return };
+    let block = Block::bordered()
+        .title(" rings ")
+        .title_bottom(bottleneck_title(view.bottleneck.as_ref(), area.width));
+    let wide = block.inner(area).width >= 70;
+    let route_width = view.edges.iter().map(|e| e.from.len() + e.to.len() + 3);
+    let route_width = route_width.max().unwrap_or(0).min(30) as u16;
+    let (header, widths) = edge_columns(wide, route_width);
 
     let rows = view.edges.iter().map(|e| edge_row(e, wide));
     Table::new(rows, widths)

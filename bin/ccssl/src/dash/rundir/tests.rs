@@ -2,7 +2,7 @@ use std::process::Command;
 
 use super::*;
 
-/// A fresh, empty run directory under the system temp dir.
+/// Creates a fresh, empty run directory under the system temp dir.
 fn run_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ccssl-dash-rundir-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);

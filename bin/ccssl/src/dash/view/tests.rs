@@ -96,7 +96,7 @@ fn bottleneck_is_busy_stage_with_full_input() {
     assert_eq!(bottleneck.stage, "step");
     assert!((bottleneck.busy - 0.95).abs() < 1e-9);
     assert_eq!(bottleneck.output_full, Some(0.0));
-    // views.0 is full in every sample, views.1 holds 3, 4, 3 of 4 slots.
+    // views.0 is full in every sample, views.1 contains 3, 4, 3 of 4 slots.
     let input = bottleneck.input_full.unwrap();
     assert!((input - (1.0 + 10.0 / 12.0) / 2.0).abs() < 1e-9);
 }
