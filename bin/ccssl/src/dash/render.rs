@@ -16,7 +16,9 @@ use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 
 use super::app::{App, Mode, QuitBehavior};
 use super::format;
-use super::view::{BOTTLENECK_MAX_OUTPUT_FULL, BOTTLENECK_MIN_BUSY, BOTTLENECK_MIN_INPUT_FULL};
+use super::view::{
+    BOTTLENECK_MAX_OUTPUT_FULL, BOTTLENECK_MIN_BUSY, BOTTLENECK_MIN_INPUT_FULL, DisplayState,
+};
 
 /// Smallest terminal the panels are drawn in.
 pub const MIN_WIDTH: u16 = 40;
@@ -172,11 +174,18 @@ fn fitting_line<'a>(spans: impl IntoIterator<Item = Span<'a>>, width: u16) -> Li
 fn status_span(app: &App) -> Span<'static> {
     if let Some(error) = &app.source_error {
         Span::from(format!(" {error}")).fg(Color::Red)
-    } else if app.stopping {
+    } else if app.stopping || any_stage_stopping(app) {
         Span::from(" stopping: waiting for the final checkpoint").fg(Color::Yellow)
     } else {
         Span::from(" ? help  q quit").dim()
     }
+}
+
+/// True when a stage reports `stopping`, so an attached dashboard shows a stop requested by
+/// another process.
+fn any_stage_stopping(app: &App) -> bool {
+    let stages = app.view.as_ref().map_or(&[][..], |v| &v.stages[..]);
+    stages.iter().any(|s| s.state == DisplayState::Stopping)
 }
 
 /// Fields of the progress row, most important first, each with its leading space.

@@ -223,6 +223,23 @@ fn confirm_dialog_over_panels() {
 }
 
 #[test]
+fn stopping_stage_shows_in_attached_header() {
+    let mut samples = four_stages();
+    let step = &mut samples.last_mut().unwrap().stages[3];
+    step.state = crate::dash::model::StageState::Stopping;
+    let mut app = App::new(QuitBehavior::Detach, ViewConfig::default());
+    for sample in samples {
+        app.push_sample(sample);
+    }
+    let lines = draw(&app, 80, 24);
+    assert_eq!(
+        lines[0].trim_end(),
+        " ccssl  run cifar10-cpu  stopping: waiting for the final checkpoint"
+    );
+    assert!(line_with(&lines, "│▶ step ").contains(" stopping "));
+}
+
+#[test]
 fn attached_confirm_dialog_says_leave() {
     let mut app = App::new(QuitBehavior::Detach, ViewConfig::default());
     for sample in four_stages() {
