@@ -14,5 +14,6 @@ pub use checkpoint::{
 };
 pub use ema::{Ema, EmaError, TensorRef};
 pub use records::{
-    EvalRecord, Record, RecordWriter, RecordsError, Summary, SummaryRow, TrainRecord, read_records,
+    EndRecord, EndStatus, EvalRecord, MetricsRecord, RecordWriter, RecordsError, Summary,
+    SummaryRow, TrainRecord, parse_records, read_records,
 };

@@ -1,19 +1,31 @@
 //! `metrics.jsonl`: one JSON record per log interval and per evaluation, and the end-of-run
 //! summary computed from the evaluations.
 //!
-//! Each line is one [`Record`], tagged by `kind` (`"train"`, `"eval"` or `"summary"`).
-//! Accuracies are percentages in [0, 100]. A run killed mid-write can leave a last line without
+//! Each line is one [`MetricsRecord`], tagged by `kind`:
+//!
+//! ```text
+//! {"kind":"train","step":200,"lr":0.0299,"loss":2.0,"loss_x":0.25,"loss_u":0.5,"loss_c":1.25,"mask_ratio":0.75,"pseudo_label_acc":0.9,"images_per_s":310.5,"time_ns":1764892800000000000}
+//! {"kind":"eval","step":1024,"top1_ema":41.2,"top5_ema":88.1,"loss_ema":1.71,"top1_raw":39.8,"top5_raw":87.0,"loss_raw":1.8,"images":10000}
+//! {"kind":"summary","evaluations":4,"ema":{"best":41.2,"best_step":1024,"last":40.0,"median_last5":40.5},"raw":{...}}
+//! {"kind":"end","step":1024,"total_steps":1024,"status":"completed","time_ns":1764893100000000000}
+//! ```
+//!
+//! The step stage writes a `train` record per log interval, the EMA stage an `eval` record per
+//! evaluation and the `summary` at the end, and the supervisor one `end` record as the run
+//! exits. Readers ignore fields they do not know, so a newer writer can add fields.
+//! Accuracies of evaluations are percentages in [0, 100]; ratios of training records are in
+//! [0, 1]. A run killed mid-write can leave a last line without
 //! its newline: [`read_records`] skips it with a warning, while a malformed line anywhere else is
 //! an error naming its line number.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Training metrics averaged over one log interval.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainRecord {
     // Every f64 field accepts `null`, the JSON form of a NaN loss after divergence.
     /// Steps completed at the end of the interval.
@@ -38,17 +50,16 @@ pub struct TrainRecord {
     pub mask_ratio: f64,
     /// Accuracy of the masked pseudo-labels against the true labels, in [0, 1].
     #[serde(deserialize_with = "nan_from_null")]
-    pub pseudo_acc: f64,
-    /// Training images per second over the interval, counting every view.
-    #[serde(deserialize_with = "nan_from_null")]
+    pub pseudo_label_acc: f64,
+    /// Training images per second over the interval, counting every view; 0 when unknown.
+    #[serde(default, deserialize_with = "nan_from_null")]
     pub images_per_s: f64,
-    /// Seconds since the run (or the resumed part of it) started.
-    #[serde(deserialize_with = "nan_from_null")]
-    pub elapsed_s: f64,
+    /// Wall clock when written, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
 }
 
 /// One evaluation on the whole test set, for the EMA model and the raw (online) model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
     /// Steps completed when the evaluation ran.
     pub step: u64,
@@ -98,16 +109,43 @@ pub struct Summary {
     pub raw: SummaryRow,
 }
 
+/// Record written once by the supervisor when the run exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndRecord {
+    /// Steps completed.
+    pub step: u64,
+    /// Total steps of the schedule.
+    pub total_steps: u64,
+    /// How the run ended.
+    pub status: EndStatus,
+    /// Wall clock when written, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+}
+
+/// Outcome of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndStatus {
+    /// Every step ran.
+    Completed,
+    /// Stopped on request (`q` in the dashboard, Ctrl-C) after the final checkpoint.
+    Stopped,
+    /// A stage failed.
+    Failed,
+}
+
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Record {
+pub enum MetricsRecord {
     /// A log interval of training.
     Train(TrainRecord),
     /// An evaluation.
     Eval(EvalRecord),
-    /// The end-of-run summary.
+    /// The end-of-run summary of the evaluations.
     Summary(Summary),
+    /// The supervisor's record of how the run ended.
+    End(EndRecord),
 }
 
 /// Error raised while reading or appending `metrics.jsonl`.
@@ -125,7 +163,10 @@ pub enum RecordsError {
         source: io::Error,
     },
     /// A complete line is not a valid record.
-    #[error("invalid record at {path}:{line}: {message}")]
+    #[error(
+        "invalid record on line {line} of {path}: {message}; each line must be a JSON object \
+         with \"kind\" set to \"train\", \"eval\", \"summary\" or \"end\""
+    )]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -207,7 +248,7 @@ impl RecordWriter {
 
     /// Writes one record as a line; evaluations and summaries are also fsynced, because
     /// they are what a researcher reads after a crash.
-    pub fn write(&mut self, record: &Record) -> Result<(), RecordsError> {
+    pub fn write(&mut self, record: &MetricsRecord) -> Result<(), RecordsError> {
         // Serialising cannot fail because every field is a number or a string. A NaN loss is
         // written as `null`, which the reader turns back into NaN.
         let mut line = serde_json::to_string(record).unwrap_or_default();
@@ -218,7 +259,7 @@ impl RecordWriter {
             source,
         };
         self.file.write_all(line.as_bytes()).map_err(io)?;
-        if !matches!(record, Record::Train(_)) {
+        if !matches!(record, MetricsRecord::Train(_)) {
             self.file.sync_data().map_err(|source| RecordsError::Io {
                 action: "sync",
                 path: self.path.clone(),
@@ -230,29 +271,37 @@ impl RecordWriter {
 }
 
 /// Reads every record of a `metrics.jsonl` file.
-pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordsError> {
-    let file = File::open(path).map_err(|source| RecordsError::Io {
-        action: "open",
+pub fn read_records(path: &Path) -> Result<Vec<MetricsRecord>, RecordsError> {
+    let text = fs::read_to_string(path).map_err(|source| RecordsError::Io {
+        action: "read",
         path: path.to_owned(),
         source,
     })?;
-    let mut reader = BufReader::new(file);
+    parse_records(&text, path)
+}
+
+/// Parses the text of a `metrics.jsonl` file; `path` only names it in errors.
+///
+/// Blank lines are skipped. A last line without its newline that does not parse is skipped
+/// with a warning, because a writer may be halfway through it.
+pub fn parse_records(text: &str, path: &Path) -> Result<Vec<MetricsRecord>, RecordsError> {
     let mut records = Vec::new();
-    let mut line = String::new();
-    for number in 1.. {
-        line.clear();
-        let read = reader
-            .read_line(&mut line)
-            .map_err(|source| RecordsError::Io {
-                action: "read",
-                path: path.to_owned(),
-                source,
-            })?;
-        if read == 0 {
-            break;
+    let mut rest = text;
+    let mut number = 0;
+    while !rest.is_empty() {
+        number += 1;
+        let (line, complete) = match rest.find('\n') {
+            Some(end) => {
+                let line = &rest[..end];
+                rest = &rest[end + 1..];
+                (line, true)
+            }
+            None => (std::mem::take(&mut rest), false),
+        };
+        if line.trim().is_empty() {
+            continue;
         }
-        let complete = line.ends_with('\n');
-        match serde_json::from_str::<Record>(line.trim_end()) {
+        match serde_json::from_str::<MetricsRecord>(line) {
             Ok(record) => records.push(record),
             Err(_) if !complete => {
                 tracing::warn!(path = %path.display(), line = number, "skipping a partly written last record");
@@ -321,6 +370,28 @@ mod tests {
     }
 
     #[test]
+    fn documented_lines_parse() {
+        let text = concat!(
+            r#"{"kind":"train","step":200,"lr":0.0299,"loss":2.0,"loss_x":0.25,"loss_u":0.5,"loss_c":1.25,"mask_ratio":0.75,"pseudo_label_acc":0.9,"time_ns":1,"future_field":3}"#,
+            "\n\n",
+            r#"{"kind":"end","step":200,"total_steps":200,"status":"stopped","time_ns":2}"#,
+            "\n",
+        );
+        let records = parse_records(text, Path::new("metrics.jsonl")).unwrap();
+
+        assert_eq!(records.len(), 2);
+        let MetricsRecord::Train(train) = &records[0] else {
+            panic!("{records:?}")
+        };
+        assert_eq!(train.images_per_s, 0.0);
+        assert_eq!(train.pseudo_label_acc, 0.9);
+        let MetricsRecord::End(end) = &records[1] else {
+            panic!("{records:?}")
+        };
+        assert_eq!(end.status, EndStatus::Stopped);
+    }
+
+    #[test]
     fn no_evals_no_summary() {
         assert_eq!(Summary::from_evals(&[]), None);
     }
@@ -330,7 +401,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
         let records = vec![
-            Record::Train(TrainRecord {
+            MetricsRecord::Train(TrainRecord {
                 step: 10,
                 lr: 0.03,
                 loss: 2.0,
@@ -338,11 +409,11 @@ mod tests {
                 loss_u: 0.5,
                 loss_c: 0.5,
                 mask_ratio: 0.25,
-                pseudo_acc: 0.9,
+                pseudo_label_acc: 0.9,
                 images_per_s: 100.0,
-                elapsed_s: 1.5,
+                time_ns: 1_500,
             }),
-            Record::Eval(eval(10, 50.0, 45.0)),
+            MetricsRecord::Eval(eval(10, 50.0, 45.0)),
         ];
         let mut writer = RecordWriter::append(&path).unwrap();
         for record in &records {
@@ -365,11 +436,11 @@ mod tests {
         record.loss_raw = f64::NAN;
         RecordWriter::append(&path)
             .unwrap()
-            .write(&Record::Eval(record))
+            .write(&MetricsRecord::Eval(record))
             .unwrap();
 
         let read = read_records(&path).unwrap();
-        let Record::Eval(back) = &read[0] else {
+        let MetricsRecord::Eval(back) = &read[0] else {
             panic!("expected an eval record, got {read:?}")
         };
         assert!(back.loss_raw.is_nan());
@@ -380,12 +451,12 @@ mod tests {
     fn partial_last_line_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
-        let full = serde_json::to_string(&Record::Eval(eval(5, 1.0, 2.0))).unwrap();
+        let full = serde_json::to_string(&MetricsRecord::Eval(eval(5, 1.0, 2.0))).unwrap();
         std::fs::write(&path, format!("{full}\n{{\"kind\":\"ev")).unwrap();
 
         assert_eq!(
             read_records(&path).unwrap(),
-            vec![Record::Eval(eval(5, 1.0, 2.0))]
+            vec![MetricsRecord::Eval(eval(5, 1.0, 2.0))]
         );
     }
 
@@ -393,7 +464,7 @@ mod tests {
     fn malformed_middle_line_names_its_number() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
-        let full = serde_json::to_string(&Record::Eval(eval(5, 1.0, 2.0))).unwrap();
+        let full = serde_json::to_string(&MetricsRecord::Eval(eval(5, 1.0, 2.0))).unwrap();
         std::fs::write(&path, format!("{full}\nnot json\n{full}\n")).unwrap();
 
         let err = read_records(&path).unwrap_err();

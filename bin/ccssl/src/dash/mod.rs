@@ -15,7 +15,7 @@ mod format;
 pub mod headless;
 pub mod logtail;
 pub mod model;
-pub mod records;
+pub use ccssl_ema::records;
 pub mod render;
 pub mod rundir;
 pub mod terminal;

@@ -12,8 +12,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::records::{
-    EndRecord, EndStatus, EvalRecord, MetricsRecord, RecordError, TrainRecord, parse_records,
+use ccssl_ema::records::{
+    EndRecord, EndStatus, EvalRecord, MetricsRecord, RecordsError, TrainRecord, parse_records,
 };
 
 pub const SUPERVISOR_PID_FILE: &str = "supervisor.pid";
@@ -55,7 +55,7 @@ pub enum RunDirError {
     #[error("failed to read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
-    Records(#[from] RecordError),
+    Records(#[from] RecordsError),
 }
 
 /// State of a run, read from its directory.
@@ -133,6 +133,8 @@ pub fn read_summary(path: &Path) -> Result<RunSummary, RunDirError> {
             MetricsRecord::Train(train) => summary.last_train = Some(train),
             MetricsRecord::Eval(eval) => summary.evals.push(eval),
             MetricsRecord::End(end) => summary.end = Some(end),
+            // The summary is recomputed from the evaluations, so its record adds nothing here.
+            MetricsRecord::Summary(_) => {}
         }
     }
     Ok(summary)

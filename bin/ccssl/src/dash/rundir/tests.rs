@@ -11,9 +11,8 @@ fn run_dir(name: &str) -> PathBuf {
 }
 
 const TRAIN: &str = r#"{"kind":"train","step":200,"lr":0.0299,"loss":2.0,"loss_x":0.25,"loss_u":0.5,"loss_c":1.25,"mask_ratio":0.75,"pseudo_label_acc":0.9,"time_ns":1}"#;
-const EVAL_1: &str = r#"{"kind":"eval","step":100,"top1_ema":40.5,"top1_raw":38.25,"top5_ema":88.0,"loss_ema":1.75}"#;
-const EVAL_2: &str =
-    r#"{"kind":"eval","step":200,"top1_ema":39.0,"top1_raw":41.0,"top5_ema":89.5,"loss_ema":1.5}"#;
+const EVAL_1: &str = r#"{"kind":"eval","step":100,"top1_ema":40.5,"top1_raw":38.25,"top5_ema":88.0,"loss_ema":1.75,"top5_raw":87.0,"loss_raw":1.8,"images":10000}"#;
+const EVAL_2: &str = r#"{"kind":"eval","step":200,"top1_ema":39.0,"top1_raw":41.0,"top5_ema":89.5,"loss_ema":1.5,"top5_raw":88.0,"loss_raw":1.6,"images":10000}"#;
 const END: &str = r#"{"kind":"end","step":200,"total_steps":200,"status":"completed","time_ns":2}"#;
 
 fn write_metrics(dir: &Path, lines: &[&str]) {
