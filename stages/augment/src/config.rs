@@ -236,3 +236,123 @@ impl ContrastConfig {
         check_probability("contrast.jitter.probability", jitter.probability)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_fixmatch_settings() {
+        let config = AugmentConfig::default();
+        assert_eq!(
+            config.weak,
+            WeakConfig {
+                flip_probability: 0.5,
+                pad: 4
+            }
+        );
+        assert_eq!(
+            config.strong,
+            StrongConfig {
+                n: 2,
+                m: 10,
+                op_probability: 0.5,
+                cutout: 16
+            }
+        );
+        assert_eq!(config.contrast, None);
+    }
+
+    #[test]
+    fn ccssl_adds_simclr_contrast_view() {
+        let contrast = AugmentConfig::ccssl().contrast.expect("contrast view on");
+        assert_eq!(contrast.scale, (0.08, 1.0));
+        assert_eq!(contrast.ratio, (0.75, 4.0 / 3.0));
+        assert_eq!(contrast.flip_probability, 0.5);
+        assert_eq!(contrast.grayscale_probability, 0.2);
+        let jitter = contrast.jitter;
+        assert_eq!(
+            (jitter.brightness, jitter.contrast, jitter.saturation),
+            (0.4, 0.4, 0.4)
+        );
+        assert_eq!((jitter.hue, jitter.probability), (0.1, 0.8));
+    }
+
+    #[test]
+    fn serde_fills_missing_fields_with_defaults() {
+        let config: AugmentConfig =
+            serde_json::from_str(r#"{"strong": {"m": 5}, "contrast": {"jitter": {"hue": 0.2}}}"#)
+                .expect("partial config parses");
+        assert_eq!(config.strong.m, 5);
+        assert_eq!(config.strong.n, 2);
+        let contrast = config.contrast.expect("contrast given");
+        assert_eq!(contrast.jitter.hue, 0.2);
+        assert_eq!(contrast.jitter.brightness, 0.4);
+    }
+
+    #[test]
+    fn serde_rejects_unknown_fields() {
+        let err = serde_json::from_str::<AugmentConfig>(r#"{"weak": {"flip_prob": 0.5}}"#)
+            .expect_err("misspelt field must fail");
+        let message = err.to_string();
+        assert!(message.contains("flip_prob"), "{message}");
+        assert!(message.contains("flip_probability"), "{message}");
+    }
+
+    fn field_of(result: Result<(), AugmentError>) -> &'static str {
+        match result {
+            Err(AugmentError::Config { field, .. }) => field,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validate_accepts_defaults() {
+        assert_eq!(AugmentConfig::ccssl().validate(32, 32), Ok(()));
+    }
+
+    #[test]
+    fn validate_names_each_bad_value() {
+        let mut config = AugmentConfig::ccssl();
+        config.weak.pad = 32;
+        assert_eq!(field_of(config.validate(32, 32)), "weak.pad");
+
+        let mut config = AugmentConfig::ccssl();
+        config.weak.flip_probability = 1.5;
+        assert_eq!(field_of(config.validate(32, 32)), "weak.flip_probability");
+
+        let mut config = AugmentConfig::ccssl();
+        config.strong.m = 1;
+        assert_eq!(field_of(config.validate(32, 32)), "strong.m");
+
+        let mut config = AugmentConfig::ccssl();
+        config.strong.n = 0;
+        assert_eq!(field_of(config.validate(32, 32)), "strong.n");
+
+        let mut config = AugmentConfig::ccssl();
+        config.contrast.as_mut().unwrap().scale = (0.0, 1.0);
+        assert_eq!(field_of(config.validate(32, 32)), "contrast.scale");
+
+        let mut config = AugmentConfig::ccssl();
+        config.contrast.as_mut().unwrap().jitter.hue = 0.6;
+        assert_eq!(field_of(config.validate(32, 32)), "contrast.jitter.hue");
+
+        let mut config = AugmentConfig::ccssl();
+        config.contrast.as_mut().unwrap().jitter.saturation = f64::NAN;
+        assert_eq!(
+            field_of(config.validate(32, 32)),
+            "contrast.jitter.saturation"
+        );
+    }
+
+    #[test]
+    fn config_error_message_names_value_and_range() {
+        let mut config = AugmentConfig::default();
+        config.strong.m = 11;
+        let message = config.validate(32, 32).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "invalid augment setting `strong.m` = 11: an integer from 2 to 10 (levels are drawn from 1..m)"
+        );
+    }
+}

@@ -278,3 +278,86 @@ pub fn cutout(image: &mut RgbImage, centre_x: f64, centre_y: f64, size: usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbered(width: usize, height: usize) -> RgbImage {
+        let data = (0..width * height)
+            .flat_map(|i| [i as u8, (i * 3) as u8, 255 - i as u8])
+            .collect();
+        RgbImage::from_vec(width, height, data).unwrap()
+    }
+
+    #[test]
+    fn cutout_rectangle_includes_far_corner() {
+        let mut image = RgbImage::new(8, 8);
+        // Centre (4, 4), size 2: corners (3, 3) and (5, 5), both painted.
+        cutout(&mut image, 4.0, 4.0, 2);
+        let painted: Vec<(usize, usize)> = (0..8)
+            .flat_map(|y| (0..8).map(move |x| (x, y)))
+            .filter(|&(x, y)| image.pixel(x, y) == [CUTOUT_GRAY; 3])
+            .collect();
+        assert_eq!(painted.len(), 9);
+        assert!(painted.contains(&(3, 3)) && painted.contains(&(5, 5)));
+    }
+
+    #[test]
+    fn cutout_clips_at_image_border() {
+        let mut image = RgbImage::new(8, 8);
+        cutout(&mut image, 7.9, 7.9, 16);
+        assert_eq!(
+            image
+                .as_bytes()
+                .iter()
+                .filter(|&&v| v == CUTOUT_GRAY)
+                .count(),
+            8 * 8 * 3
+        );
+    }
+
+    #[test]
+    fn rotate_full_turn_is_copy() {
+        let image = numbered(5, 4);
+        assert_eq!(rotate(&image, 360.0), image);
+        assert_eq!(rotate(&image, 0.0), image);
+    }
+
+    #[test]
+    fn rotate_quarter_turn_moves_top_right_to_top_left() {
+        let image = numbered(4, 4);
+        let out = rotate(&image, 90.0);
+        assert_eq!(out.pixel(0, 0), image.pixel(3, 0));
+        assert_eq!(rotate(&image, -90.0).pixel(0, 0), image.pixel(0, 3));
+    }
+
+    #[test]
+    fn translate_fills_uncovered_pixels_with_black() {
+        let image = numbered(6, 3);
+        let out = translate_x(&image, 2);
+        assert_eq!(out.pixel(0, 1), image.pixel(2, 1));
+        assert_eq!(out.pixel(4, 1), [0, 0, 0]);
+        assert_eq!(out.pixel(5, 2), [0, 0, 0]);
+    }
+
+    #[test]
+    fn reflect_padding_skips_edge_pixel() {
+        let image = numbered(5, 5);
+        let out = flip_pad_crop(&image, false, 2, 0, 0, 5, 5);
+        // Padded column 0 is source column 2, column 1 is source column 1.
+        assert_eq!(out.pixel(0, 2), image.pixel(2, 0));
+        assert_eq!(out.pixel(1, 2), image.pixel(1, 0));
+        assert_eq!(out.pixel(2, 2), image.pixel(0, 0));
+    }
+
+    #[test]
+    fn flip_is_an_involution() {
+        let image = numbered(7, 3);
+        let mut out = image.clone();
+        flip_horizontal(&mut out);
+        assert_eq!(out.pixel(0, 0), image.pixel(6, 0));
+        flip_horizontal(&mut out);
+        assert_eq!(out, image);
+    }
+}

@@ -132,3 +132,125 @@ pub fn rand_augment(image: &mut RgbImage, config: &StrongConfig, rng: &mut impl 
     let centre_y = rng.random::<f64>() * image.height() as f64;
     geometry::cutout(image, centre_x, centre_y, config.cutout);
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    fn uniform(value: u8) -> RgbImage {
+        RgbImage::from_vec(8, 8, vec![value; 8 * 8 * 3]).unwrap()
+    }
+
+    fn gradient(width: usize, height: usize) -> RgbImage {
+        let data = (0..width * height * 3)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        RgbImage::from_vec(width, height, data).unwrap()
+    }
+
+    fn applied(op: PoolOp, image: &RgbImage, level: u32, negate: bool) -> RgbImage {
+        let mut out = image.clone();
+        op.apply(&mut out, level, negate);
+        out
+    }
+
+    #[test]
+    fn pool_matches_fixmatch_order() {
+        assert_eq!(FIXMATCH_POOL.len(), 14);
+        assert_eq!(FIXMATCH_POOL[0], PoolOp::AutoContrast);
+        assert_eq!(FIXMATCH_POOL[7], PoolOp::Rotate);
+        assert_eq!(FIXMATCH_POOL[13], PoolOp::TranslateY);
+    }
+
+    #[test]
+    fn posterize_keeps_four_to_seven_bits() {
+        // Level 1: int(0.4) + 4 = 4 bits; level 9: int(3.6) + 4 = 7 bits.
+        assert_eq!(
+            applied(PoolOp::Posterize, &uniform(255), 1, false).as_bytes()[0],
+            0xF0
+        );
+        assert_eq!(
+            applied(PoolOp::Posterize, &uniform(255), 9, false).as_bytes()[0],
+            0xFE
+        );
+    }
+
+    #[test]
+    fn solarize_threshold_is_256_minus_level_share() {
+        // Level 9: threshold 256 - int(230.4) = 26.
+        assert_eq!(
+            applied(PoolOp::Solarize, &uniform(26), 9, false).as_bytes()[0],
+            229
+        );
+        assert_eq!(
+            applied(PoolOp::Solarize, &uniform(25), 9, false).as_bytes()[0],
+            25
+        );
+    }
+
+    #[test]
+    fn enhancer_factor_is_level_times_0_09_plus_0_05() {
+        // Level 5: factor 0.5; brightness of 200 gives 100 exactly.
+        assert_eq!(
+            applied(PoolOp::Brightness, &uniform(200), 5, false).as_bytes()[0],
+            100
+        );
+        // Level 0: factor 0.05, the floor of the mapping.
+        assert_eq!(
+            applied(PoolOp::Brightness, &uniform(200), 0, false).as_bytes()[0],
+            10
+        );
+    }
+
+    #[test]
+    fn geometric_levels_map_to_degrees_and_pixels() {
+        let image = gradient(32, 32);
+        assert_eq!(
+            applied(PoolOp::Rotate, &image, 5, false),
+            geometry::rotate(&image, 15.0)
+        );
+        assert_eq!(
+            applied(PoolOp::Rotate, &image, 5, true),
+            geometry::rotate(&image, -15.0)
+        );
+        // Level 5: 0.15 * 32 = 4.8, truncated to 4 pixels.
+        assert_eq!(
+            applied(PoolOp::TranslateX, &image, 5, false),
+            geometry::translate_x(&image, 4)
+        );
+        assert_eq!(
+            applied(PoolOp::TranslateY, &image, 5, true),
+            geometry::translate_y(&image, -4)
+        );
+        assert_eq!(
+            applied(PoolOp::ShearX, &image, 10, true),
+            geometry::shear_x(&image, -0.3)
+        );
+    }
+
+    #[test]
+    fn only_cutout_when_ops_never_apply() {
+        let image = uniform(10);
+        let config = StrongConfig {
+            n: 4,
+            m: 10,
+            op_probability: 0.0,
+            cutout: 4,
+        };
+        let mut out = image.clone();
+        rand_augment(&mut out, &config, &mut ChaCha8Rng::seed_from_u64(3));
+        let grey = out
+            .as_bytes()
+            .iter()
+            .filter(|&&v| v == geometry::CUTOUT_GRAY)
+            .count();
+        let unchanged = out.as_bytes().iter().filter(|&&v| v == 10).count();
+        assert!(grey > 0, "cutout must paint something");
+        assert_eq!(grey + unchanged, out.as_bytes().len());
+        // An inclusive 4-pixel square covers at most 5 x 5 pixels.
+        assert!(grey <= 5 * 5 * 3, "{grey} grey values");
+    }
+}

@@ -150,3 +150,154 @@ pub fn contrast_view(image: &RgbImage, config: &ContrastConfig, rng: &mut impl R
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    fn noise(width: usize, height: usize, seed: u64) -> RgbImage {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let data = (0..width * height * 3)
+            .map(|_| rng.random::<u8>())
+            .collect();
+        RgbImage::from_vec(width, height, data).unwrap()
+    }
+
+    #[test]
+    fn weak_view_without_pad_or_flip_is_identity() {
+        let image = noise(32, 32, 1);
+        let config = WeakConfig {
+            flip_probability: 0.0,
+            pad: 0,
+        };
+        assert_eq!(
+            weak_view(&image, &config, &mut ChaCha8Rng::seed_from_u64(2)),
+            image
+        );
+    }
+
+    #[test]
+    fn weak_view_always_flipping_mirrors() {
+        let image = noise(32, 32, 1);
+        let config = WeakConfig {
+            flip_probability: 1.0,
+            pad: 0,
+        };
+        let mut expected = image.clone();
+        geometry::flip_horizontal(&mut expected);
+        assert_eq!(
+            weak_view(&image, &config, &mut ChaCha8Rng::seed_from_u64(2)),
+            expected
+        );
+    }
+
+    #[test]
+    fn weak_view_is_a_shifted_window() {
+        let image = noise(32, 32, 4);
+        let config = WeakConfig {
+            flip_probability: 0.0,
+            pad: 4,
+        };
+        let out = weak_view(&image, &config, &mut ChaCha8Rng::seed_from_u64(5));
+        // Some shift in -4..=4 in each direction reproduces the interior exactly.
+        let found = (-4i64..=4).any(|dy| {
+            (-4i64..=4).any(|dx| {
+                (8..24).all(|y| {
+                    (8..24).all(|x| {
+                        out.pixel(x, y)
+                            == image.pixel((x as i64 + dx) as usize, (y as i64 + dy) as usize)
+                    })
+                })
+            })
+        });
+        assert!(found, "weak view is not a shifted copy of the image");
+    }
+
+    #[test]
+    fn resized_crop_boxes_stay_in_range() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let (mut min_area, mut max_area) = (1.0f64, 0.0f64);
+        for _ in 0..2000 {
+            let (top, left, h, w) =
+                resized_crop_box(32, 32, (0.08, 1.0), (0.75, 4.0 / 3.0), &mut rng);
+            assert!(
+                h > 0 && w > 0 && top + h <= 32 && left + w <= 32,
+                "box {top} {left} {h} {w}"
+            );
+            let area = (h * w) as f64 / 1024.0;
+            min_area = min_area.min(area);
+            max_area = max_area.max(area);
+            // Rounding each side to whole pixels can move the ratio a little past the range.
+            let ratio = w as f64 / h as f64;
+            assert!((0.6..=1.7).contains(&ratio), "ratio {ratio}");
+        }
+        assert!(min_area < 0.12, "smallest area fraction {min_area}");
+        assert!(max_area > 0.9, "largest area fraction {max_area}");
+    }
+
+    #[test]
+    fn resized_crop_falls_back_to_centre_crop() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        // Every try asks for more than the whole image, so the fallback runs.
+        assert_eq!(
+            resized_crop_box(32, 32, (2.0, 3.0), (0.75, 4.0 / 3.0), &mut rng),
+            (0, 0, 32, 32)
+        );
+        // A wide image and square crops: the fallback keeps the height, centres the width.
+        assert_eq!(
+            resized_crop_box(40, 20, (5.0, 6.0), (1.0, 1.0), &mut rng),
+            (0, 10, 20, 20)
+        );
+    }
+
+    #[test]
+    fn jitter_draw_gives_permutation_and_ranges() {
+        let config = ColorJitterConfig::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut first_steps = [0usize; 4];
+        for _ in 0..400 {
+            let params = JitterParams::draw(&config, &mut rng);
+            let mut sorted = params.order;
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 1, 2, 3]);
+            first_steps[params.order[0]] += 1;
+            for factor in [params.brightness, params.contrast, params.saturation] {
+                assert!((0.6..=1.4).contains(&factor), "factor {factor}");
+            }
+            assert!((-0.1..=0.1).contains(&params.hue), "hue {}", params.hue);
+        }
+        assert!(
+            first_steps.iter().all(|&n| n > 50),
+            "order not uniform: {first_steps:?}"
+        );
+    }
+
+    #[test]
+    fn contrast_view_always_gray_has_equal_channels() {
+        let image = noise(32, 32, 7);
+        let config = ContrastConfig {
+            grayscale_probability: 1.0,
+            ..ContrastConfig::default()
+        };
+        let out = contrast_view(&image, &config, &mut ChaCha8Rng::seed_from_u64(3));
+        assert!(
+            out.as_bytes()
+                .chunks_exact(3)
+                .all(|p| p[0] == p[1] && p[1] == p[2])
+        );
+        assert_eq!((out.width(), out.height()), (32, 32));
+    }
+
+    #[test]
+    fn strong_view_differs_from_weak_view() {
+        let image = noise(32, 32, 8);
+        let weak = WeakConfig::default();
+        let strong = StrongConfig::default();
+        let a = weak_view(&image, &weak, &mut ChaCha8Rng::seed_from_u64(6));
+        let b = strong_view(&image, &weak, &strong, &mut ChaCha8Rng::seed_from_u64(6));
+        assert_ne!(a, b, "Cutout alone must change the strong view");
+    }
+}
