@@ -22,7 +22,7 @@ const SIDE: usize = 32;
 /// Pixels of one colour plane.
 const PLANE: usize = SIDE * SIDE;
 
-/// Which of the two CIFAR datasets.
+/// One of the two CIFAR datasets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CifarKind {
     /// 10 classes, 5 training batches of 10 000 images, 3073-byte records.
@@ -65,7 +65,7 @@ impl CifarKind {
         self.label_bytes() + 3 * PLANE
     }
 
-    /// The subdirectory the official archive unpacks into.
+    /// Returns the subdirectory the official archive unpacks into.
     fn subdir(self) -> &'static str {
         match self {
             Self::Ten => "cifar-10-batches-bin",
@@ -95,7 +95,8 @@ impl CifarKind {
         }
     }
 
-    /// The official binary archive and the MD5 published next to it on the CIFAR page.
+    /// Returns the official binary archive and the MD5 published next to it on the CIFAR
+    /// page.
     pub(crate) fn archive(self) -> ArchiveSpec {
         match self {
             Self::Ten => ArchiveSpec {
@@ -110,7 +111,7 @@ impl CifarKind {
     }
 }
 
-/// Where the binary files of a CIFAR dataset are read from.
+/// Location of the binary files of a CIFAR dataset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Source {
     /// A directory holding the `.bin` files.

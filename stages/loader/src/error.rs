@@ -228,6 +228,13 @@ pub enum LoaderError {
         source: serde_json::Error,
     },
 
+    /// A split handed to the loader that does not fit the dataset or the settings.
+    #[error("labeled split does not fit the dataset or the settings: {reason}")]
+    SplitUnfit {
+        /// What does not fit.
+        reason: String,
+    },
+
     /// A `split.json` that does not fit the dataset or the settings.
     #[error(
         "{path}: {reason}; delete it to draw a new split, or use the settings it was drawn with"

@@ -24,7 +24,7 @@ use crate::split::LabeledSplit;
 /// Batches between two throughput log lines.
 const LOG_EVERY_BATCHES: u64 = 1000;
 
-/// The seed handed downstream with batch `seq` of a run seeded with `seed`.
+/// Derives the seed handed downstream with batch `seq` of a run seeded with `seed`.
 pub fn batch_seed(seed: u64, seq: u64) -> u64 {
     stream_rng(seed, Domain::BatchSeed, seq).next_u64()
 }
@@ -71,10 +71,7 @@ impl Loader {
         config.validate()?;
         split
             .check(&train, config, seed)
-            .map_err(|reason| LoaderError::SplitMismatch {
-                path: "(split given to Loader::new)".into(),
-                reason,
-            })?;
+            .map_err(|reason| LoaderError::SplitUnfit { reason })?;
         if train.is_empty() {
             return Err(LoaderError::Config {
                 field: "dataset",
@@ -212,7 +209,7 @@ impl EpochStream {
         }
     }
 
-    /// The permuted items of `epoch`.
+    /// Returns the permuted items of `epoch`, computing them unless cached.
     fn order(&mut self, epoch: u64) -> &[u32] {
         let slot = match self
             .cached

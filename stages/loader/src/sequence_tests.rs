@@ -172,9 +172,10 @@ fn new_rejects_split_of_other_seed() {
         .unwrap_err()
         .to_string();
 
-    assert!(
-        message.contains("split was drawn with seed 1, but the run seed is 2"),
-        "{message}"
+    assert_eq!(
+        message,
+        "labeled split does not fit the dataset or the settings: split was drawn with seed 1, \
+         but the run seed is 2"
     );
 }
 

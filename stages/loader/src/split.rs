@@ -115,7 +115,7 @@ impl LabeledSplit {
         Ok(split)
     }
 
-    /// The labeled index list the batch sequence cycles through: `labeled` repeated
+    /// Returns the labeled index list the batch sequence cycles through: `labeled` repeated
     /// `expand_copies` times.
     pub fn labeled_stream(&self) -> Vec<u32> {
         self.labeled.repeat(self.expand_copies.max(1))

@@ -57,9 +57,9 @@ fn draw_image(
     rng: &mut impl RngCore,
 ) {
     let colour = class_colour(class, classes);
-    // NOTE: cos and sin come from the platform's libm; they are evaluated once per image on
-    // the class angle, so a last-bit difference between platforms can move a pixel by a grey
-    // level at most rarely. Everything else is exact integer or IEEE arithmetic.
+    // NOTE: cos and sin come from the platform's libm, which may differ in the last bit
+    // between platforms. Such a difference can, rarely, move a pixel by one grey level.
+    // Everything else here is exact integer or IEEE arithmetic.
     let angle = std::f64::consts::PI * class as f64 / classes as f64;
     let (dx, dy) = (angle.cos() / STRIPE_PERIOD, angle.sin() / STRIPE_PERIOD);
     let phase = unit_f64(rng);

@@ -60,7 +60,7 @@ pub(crate) fn cifar_records(labels: &[u8], label_bytes: usize, first: usize) -> 
     bytes
 }
 
-/// A `.tar.gz` holding `files` (path inside the archive, contents).
+/// Builds a `.tar.gz` containing `files` (path inside the archive, contents).
 pub(crate) fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
     let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut builder = tar::Builder::new(encoder);
@@ -74,7 +74,7 @@ pub(crate) fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
     builder.into_inner().unwrap().finish().unwrap()
 }
 
-/// What the server does with one request.
+/// Scripted response to one request.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Reply {
     /// Serves the body, honouring a `Range: bytes=N-` request with 206.
@@ -83,7 +83,7 @@ pub(crate) enum Reply {
     BreakAfter(usize),
     /// Serves the whole body with 200 whatever the request asked.
     IgnoreRange,
-    /// Answers with this status and an empty body.
+    /// Responds with this status and an empty body.
     Status(u16),
 }
 
@@ -94,7 +94,7 @@ pub(crate) struct Received {
     pub(crate) range: Option<String>,
 }
 
-/// An HTTP/1.1 server on 127.0.0.1 that answers request `i` with `script[i]` (the last entry
+/// An HTTP/1.1 server on 127.0.0.1 that responds to request `i` with `script[i]` (the last entry
 /// for later ones) and records every request. It stops when dropped.
 pub(crate) struct HttpServer {
     address: SocketAddr,
@@ -144,7 +144,7 @@ impl HttpServer {
 impl Drop for HttpServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the accept loop so that it sees the flag.
+        // Wakes the accept loop so that it reads the flag.
         let _ = TcpStream::connect(self.address);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
