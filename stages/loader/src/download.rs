@@ -205,7 +205,8 @@ fn transfer(agent: &ureq::Agent, url: &str, partial: &Path) -> Result<Transfer, 
         .open(partial)
         .map_err(io_error(partial))?;
     let mut body = response.into_body().into_reader();
-    let copied = copy_body(&mut body, &mut file);
+    let start = if append { offset } else { 0 };
+    let copied = copy_body(&mut body, &mut file, start, total);
     file.flush().map_err(io_error(partial))?;
     let size = fs::metadata(partial).map_err(io_error(partial))?.len();
     match copied {
@@ -228,9 +229,18 @@ enum CopyError {
     Write(io::Error),
 }
 
-/// Copies the body, telling network failures (resumable) from disk failures (fatal).
-fn copy_body(body: &mut impl Read, file: &mut File) -> Result<(), CopyError> {
+/// Copies the body, telling network failures (resumable) from disk failures (fatal), and
+/// logs progress every tenth of `total` bytes when the size is known.
+fn copy_body(
+    body: &mut impl Read,
+    file: &mut File,
+    start: u64,
+    total: Option<u64>,
+) -> Result<(), CopyError> {
     let mut buffer = vec![0u8; 1 << 16];
+    let mut written = start;
+    let step = total.map_or(u64::MAX, |total| (total / 10).max(1));
+    let mut next_report = (start / step + 1).saturating_mul(step);
     loop {
         let read = match body.read(&mut buffer) {
             Ok(0) => return Ok(()),
@@ -239,6 +249,13 @@ fn copy_body(body: &mut impl Read, file: &mut File) -> Result<(), CopyError> {
             Err(error) => return Err(CopyError::Read(error)),
         };
         file.write_all(&buffer[..read]).map_err(CopyError::Write)?;
+        written += read as u64;
+        if written >= next_report {
+            let total = total.unwrap_or(written);
+            let percent = 100 * written / total.max(1);
+            tracing::info!(written, total, "downloaded {percent}%");
+            next_report = next_report.saturating_add(step);
+        }
     }
 }
 
