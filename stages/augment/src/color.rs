@@ -127,9 +127,8 @@ fn blend_value(degenerate: u8, value: u8, factor: f32) -> u8 {
 
 /// Scales every value by `factor` (`ImageEnhance.Brightness`: blend with black).
 pub fn brightness(image: &mut RgbImage, factor: f32) {
-    for v in image.as_bytes_mut() {
-        *v = blend_value(0, *v, factor);
-    }
+    let lut: [u8; 256] = std::array::from_fn(|v| blend_value(0, v as u8, factor));
+    apply_lut_all(image, &lut);
 }
 
 /// Blends with the image's grayscale version (`ImageEnhance.Color`, torchvision's saturation).
@@ -159,9 +158,8 @@ pub fn mean_luma(image: &RgbImage) -> u8 {
 /// Blends with a uniform image at the mean luma (`ImageEnhance.Contrast`).
 pub fn contrast(image: &mut RgbImage, factor: f32) {
     let mean = mean_luma(image);
-    for v in image.as_bytes_mut() {
-        *v = blend_value(mean, *v, factor);
-    }
+    let lut: [u8; 256] = std::array::from_fn(|v| blend_value(mean, v as u8, factor));
+    apply_lut_all(image, &lut);
 }
 
 /// The image filtered with Pillow's `ImageFilter.SMOOTH` kernel (1 1 1 / 1 5 1 / 1 1 1, scale
@@ -242,10 +240,24 @@ pub fn rgb_to_hsv(rgb: [u8; 3]) -> [u8; 3] {
     } else {
         (4.0 + gc as f64 - rc as f64) as f32
     };
-    let h = ((h as f64 / 6.0 + 1.0) % 1.0) as f32;
+    // fmod(x, 1.0) for x in (0, 2): subtracting 1 is exact there (Sterbenz), and cheaper.
+    let x = h as f64 / 6.0 + 1.0;
+    let h = (if x >= 1.0 { x - 1.0 } else { x }) as f32;
     let uh = ((h as f64 * 255.0) as i32).clamp(0, 255) as u8;
     let us = ((s as f64 * 255.0) as i32).clamp(0, 255) as u8;
     [uh, us, maxc]
+}
+
+/// C's `round()` (half away from zero) for `0 <= x < 2^52`, without a libm call: the
+/// fraction `x - trunc(x)` is exact in that range.
+#[inline]
+fn round_non_negative(x: f64) -> i32 {
+    let whole = x as i32;
+    if x - whole as f64 >= 0.5 {
+        whole + 1
+    } else {
+        whole
+    }
 }
 
 /// Converts one pixel from Pillow's 8-bit HSV back to RGB, as its C code does.
@@ -256,11 +268,124 @@ pub fn hsv_to_rgb(hsv: [u8; 3]) -> [u8; 3] {
         return [v, v, v];
     }
     let h6 = h as f32 as f64 * 6.0 / 255.0;
-    let i = h6.floor() as i32;
+    // h6 >= 0, so truncation is C's floor().
+    let i = h6 as i32;
     let f = (h6 - i as f64) as f32;
     let fs = (s as f64 / 255.0) as f32;
     let vf = v as f64;
-    let clip = |x: f64| (x.round() as i32).clamp(0, 255) as u8;
+    let clip = |x: f64| round_non_negative(x).clamp(0, 255) as u8;
+    let p = clip(vf * (1.0 - fs as f64));
+    let q = clip(vf * (1.0 - (fs * f) as f64));
+    let t = clip(vf * (1.0 - fs as f64 * (1.0 - f as f64)));
+    match i % 6 {
+        0 => [v, t, p],
+        1 => [q, v, p],
+        2 => [p, v, t],
+        3 => [p, q, v],
+        4 => [t, p, v],
+        _ => [v, p, q],
+    }
+}
+
+/// Lookup tables that remove the divisions from [`rgb_to_hsv`] and [`hsv_to_rgb`] without
+/// changing a bit of their results: every table entry is the very `f32` or `u8` value that the
+/// reference functions compute for that operand pair.
+struct HsvTables {
+    /// `saturation[cr * 256 + maxc]`, the saturation byte of a pixel with that range and max.
+    saturation: Vec<u8>,
+    /// `hue[case][d * 256 + cr]`: the hue byte of a pixel whose channel range is `cr` and whose
+    /// middle channel lies `d` below the max, for each of the six orderings of [`hue_case`].
+    hue: Vec<[u8; 6]>,
+    /// Sextant and fraction of each hue byte: `floor(h * 6 / 255)` and its remainder as `f32`.
+    sextant: [(i32, f32); 256],
+    /// `s / 255` as `f32` for each saturation byte.
+    saturation_fraction: [f32; 256],
+}
+
+fn hsv_tables() -> &'static HsvTables {
+    static TABLES: std::sync::OnceLock<HsvTables> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut saturation = vec![0u8; 256 * 256];
+        for n in 0..256usize {
+            for d in 1..256usize {
+                saturation[n * 256 + d] =
+                    ((n as f32 / d as f32) as f64 * 255.0).clamp(0.0, 255.0) as u8;
+            }
+        }
+        let mut hue = vec![[0u8; 6]; 256 * 256];
+        for cr in 1..256usize {
+            for d in 0..=cr {
+                // Representative pixels with max 255: the reference depends on the channels
+                // only through their distances to the max, and takes the same branch here as
+                // `hue_case` does for the pixels it maps to this entry.
+                let (hi, lo, mid) = (255u8, (255 - cr) as u8, (255 - d) as u8);
+                let pixels = [
+                    [hi, mid, lo],
+                    [hi, lo, mid],
+                    [lo, hi, mid],
+                    [mid, hi, lo],
+                    [lo, mid, hi],
+                    [mid, lo, hi],
+                ];
+                for (case, pixel) in pixels.into_iter().enumerate() {
+                    hue[d * 256 + cr][case] = rgb_to_hsv(pixel)[0];
+                }
+            }
+        }
+        let sextant = std::array::from_fn(|h| {
+            let h6 = h as f32 as f64 * 6.0 / 255.0;
+            let i = h6 as i32;
+            (i, (h6 - i as f64) as f32)
+        });
+        let saturation_fraction = std::array::from_fn(|s| (s as f64 / 255.0) as f32);
+        HsvTables {
+            saturation,
+            hue,
+            sextant,
+            saturation_fraction,
+        }
+    })
+}
+
+/// Which channel is the max (with Pillow's priority red, green, blue), which is the min, and
+/// the middle channel's value.
+#[inline]
+fn hue_case(r: u8, g: u8, b: u8, maxc: u8, minc: u8) -> (usize, u8) {
+    if r == maxc {
+        if b == minc { (0, g) } else { (1, b) }
+    } else if g == maxc {
+        if r == minc { (2, b) } else { (3, r) }
+    } else if r == minc {
+        (4, g)
+    } else {
+        (5, r)
+    }
+}
+
+/// [`rgb_to_hsv`] with table lookups in place of all floating-point work.
+#[inline]
+fn rgb_to_hsv_fast(tables: &HsvTables, [r, g, b]: [u8; 3]) -> [u8; 3] {
+    let maxc = r.max(g).max(b);
+    let minc = r.min(g).min(b);
+    if maxc == minc {
+        return [0, 0, maxc];
+    }
+    let cr = (maxc - minc) as usize;
+    let (case, mid) = hue_case(r, g, b, maxc, minc);
+    let uh = tables.hue[(maxc - mid) as usize * 256 + cr][case];
+    [uh, tables.saturation[cr * 256 + maxc as usize], maxc]
+}
+
+/// [`hsv_to_rgb`] with table lookups in place of the divisions.
+#[inline]
+fn hsv_to_rgb_fast(tables: &HsvTables, [h, s, v]: [u8; 3]) -> [u8; 3] {
+    if s == 0 {
+        return [v, v, v];
+    }
+    let (i, f) = tables.sextant[h as usize];
+    let fs = tables.saturation_fraction[s as usize];
+    let vf = v as f64;
+    let clip = |x: f64| round_non_negative(x).clamp(0, 255) as u8;
     let p = clip(vf * (1.0 - fs as f64));
     let q = clip(vf * (1.0 - (fs * f) as f64));
     let t = clip(vf * (1.0 - fs as f64 * (1.0 - f as f64)));
@@ -279,9 +404,41 @@ pub fn hsv_to_rgb(hsv: [u8; 3]) -> [u8; 3] {
 /// [-0.5, 0.5]; the caller checks the range.
 pub fn adjust_hue(image: &mut RgbImage, hue_factor: f32) {
     let shift = (hue_factor as f64 * 255.0) as i32 as u8;
+    let tables = hsv_tables();
     for px in image.as_bytes_mut().chunks_exact_mut(3) {
-        let [h, s, v] = rgb_to_hsv([px[0], px[1], px[2]]);
-        let rgb = hsv_to_rgb([h.wrapping_add(shift), s, v]);
+        let [h, s, v] = rgb_to_hsv_fast(tables, [px[0], px[1], px[2]]);
+        let rgb = hsv_to_rgb_fast(tables, [h.wrapping_add(shift), s, v]);
         px.copy_from_slice(&rgb);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every one of the 2^24 inputs, in both directions.
+    #[test]
+    fn hsv_tables_match_reference_conversions() {
+        let tables = hsv_tables();
+        for i in 0..1u32 << 24 {
+            let p = [(i >> 16) as u8, (i >> 8) as u8, i as u8];
+            assert_eq!(rgb_to_hsv_fast(tables, p), rgb_to_hsv(p), "RGB {p:?}");
+            assert_eq!(hsv_to_rgb_fast(tables, p), hsv_to_rgb(p), "HSV {p:?}");
+        }
+    }
+
+    #[test]
+    fn luma_uses_rounded_601_weights() {
+        assert_eq!(luma(255, 255, 255), 255);
+        assert_eq!(luma(255, 0, 0), 76); // 76.245
+        assert_eq!(luma(0, 255, 0), 150); // 149.685
+        assert_eq!(luma(0, 0, 255), 29); // 29.07
+    }
+
+    #[test]
+    fn blend_extrapolation_clips() {
+        let mut image = RgbImage::from_vec(1, 1, vec![200, 10, 128]).unwrap();
+        brightness(&mut image, 1.9);
+        assert_eq!(image.as_bytes(), &[255, 19, 243]);
     }
 }

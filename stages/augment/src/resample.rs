@@ -15,10 +15,22 @@ fn bilinear(x: f64) -> f64 {
     if x < 1.0 { 1.0 - x } else { 0.0 }
 }
 
-/// For each output index: the first input index, and the fixed-point weights from there.
+/// For each output index: the first input index, and the fixed-point weights from there
+/// (`count[i]` weights at `weights[i * stride..]`).
 struct Coefficients {
     first: Vec<usize>,
-    weights: Vec<Vec<i32>>,
+    count: Vec<usize>,
+    stride: usize,
+    weights: Vec<i32>,
+}
+
+impl Coefficients {
+    fn of(&self, i: usize) -> (usize, &[i32]) {
+        (
+            self.first[i],
+            &self.weights[i * self.stride..i * self.stride + self.count[i]],
+        )
+    }
 }
 
 /// Pillow's `precompute_coeffs` for the input range [`in0`, `in1`) of an axis of `in_size`
@@ -27,34 +39,40 @@ fn coefficients(in_size: usize, in0: f32, in1: f32, out_size: usize) -> Coeffici
     let scale = (in1 - in0) as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filterscale;
+    let stride = support.ceil() as usize * 2 + 1;
+    let one = (1u32 << PRECISION_BITS) as f64;
     let mut first = Vec::with_capacity(out_size);
-    let mut weights = Vec::with_capacity(out_size);
+    let mut counts = Vec::with_capacity(out_size);
+    let mut weights = vec![0i32; out_size * stride];
+    let mut raw = vec![0f64; stride];
     for xx in 0..out_size {
         let center = in0 as f64 + (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-        let count = xmax.saturating_sub(xmin);
-        let raw: Vec<f64> = (0..count)
-            .map(|x| bilinear(((x + xmin) as f64 - center + 0.5) * ss))
-            .collect();
-        let total: f64 = raw.iter().sum();
-        let one = (1u32 << PRECISION_BITS) as f64;
-        let fixed = raw
-            .iter()
-            .map(|&k| {
-                let k = if total != 0.0 { k / total } else { k };
-                if k < 0.0 {
-                    (-0.5 + k * one) as i32
-                } else {
-                    (0.5 + k * one) as i32
-                }
-            })
-            .collect();
+        let count = xmax.saturating_sub(xmin).min(stride);
+        let mut total = 0.0;
+        for (x, k) in raw[..count].iter_mut().enumerate() {
+            *k = bilinear(((x + xmin) as f64 - center + 0.5) * ss);
+            total += *k;
+        }
+        for (k, fixed) in raw[..count].iter().zip(&mut weights[xx * stride..]) {
+            let k = if total != 0.0 { k / total } else { *k };
+            *fixed = if k < 0.0 {
+                (-0.5 + k * one) as i32
+            } else {
+                (0.5 + k * one) as i32
+            };
+        }
         first.push(xmin);
-        weights.push(fixed);
+        counts.push(count);
     }
-    Coefficients { first, weights }
+    Coefficients {
+        first,
+        count: counts,
+        stride,
+        weights,
+    }
 }
 
 #[inline]
@@ -79,14 +97,14 @@ pub fn resize_bilinear(image: &RgbImage, out_width: usize, out_height: usize) ->
 
     // Rows the vertical pass reads, so the horizontal pass only computes those.
     let first_row = vertical.first[0];
-    let last_row = vertical.first[out_height - 1] + vertical.weights[out_height - 1].len();
+    let last_row = vertical.first[out_height - 1] + vertical.count[out_height - 1];
     let temp = if need_horizontal {
         let mut temp = RgbImage::new(out_width, last_row - first_row);
         let src = image.as_bytes();
         let dst = temp.as_bytes_mut();
         for (ty, y) in (first_row..last_row).enumerate() {
             for xx in 0..out_width {
-                let (x0, k) = (horizontal.first[xx], &horizontal.weights[xx]);
+                let (x0, k) = horizontal.of(xx);
                 let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
                 for (i, &weight) in k.iter().enumerate() {
                     let o = (y * w + x0 + i) * 3;
@@ -111,7 +129,8 @@ pub fn resize_bilinear(image: &RgbImage, out_width: usize, out_height: usize) ->
     let src = temp.as_bytes();
     let dst = out.as_bytes_mut();
     for yy in 0..out_height {
-        let (y0, k) = (vertical.first[yy] - first_row, &vertical.weights[yy]);
+        let (y0, k) = vertical.of(yy);
+        let y0 = y0 - first_row;
         for xx in 0..out_width {
             let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
             for (i, &weight) in k.iter().enumerate() {
