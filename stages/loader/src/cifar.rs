@@ -158,9 +158,11 @@ pub(crate) fn resolve(
 }
 
 /// Finds the files under an existing `root`: the archive itself, the official subdirectory,
-/// the directory, or an official archive lying in the directory, in that order.
+/// the directory, or an official archive lying in the directory, in that order. Any other file
+/// given as `root` is searched like a directory, so the error names the files expected.
 pub(crate) fn locate(kind: CifarKind, root: &Path) -> Source {
-    if root.is_file() {
+    let name = root.file_name().unwrap_or_default().to_string_lossy();
+    if root.is_file() && (name.ends_with(".tar.gz") || name.ends_with(".tgz")) {
         return Source::Archive(root.to_path_buf());
     }
     let subdir = root.join(kind.subdir());

@@ -194,6 +194,23 @@ fn directory_without_batches_is_an_error() {
 }
 
 #[test]
+fn batch_file_as_root_is_an_error() {
+    let dir = TempDir::new("cifar10-file-root");
+    let path = dir.path().join("data_batch_1.bin");
+    write(&path, &cifar_records(&[1], 1, 0));
+
+    let message = read_source(CifarKind::Ten, &locate(CifarKind::Ten, &path), Part::Train)
+        .unwrap_err()
+        .to_string();
+
+    let expected = format!(
+        "{}: no CIFAR-10 files found (expected data_batch_1.bin",
+        path.display()
+    );
+    assert!(message.starts_with(&expected), "{message}");
+}
+
+#[test]
 fn truncated_batch_is_an_error() {
     let dir = TempDir::new("cifar10-truncated");
     let mut bytes = cifar_records(&[1, 2], 1, 0);
