@@ -7,8 +7,8 @@ image op of the augmenter at fixed magnitudes with Pillow and torchvision, and w
   stages/augment/tests/fixtures/pillow_ops.json    library versions, images, cases
   stages/augment/tests/fixtures/pillow_ops.bin.gz  input images, then every case's outputs
 
-All images are 8-bit RGB in HWC order. Each case runs on four of the twelve images (rotating
-through them, so every image is used) to keep the fixture small.
+All images are 8-bit RGB in HWC order. Each case runs on three of the twelve images (two for the
+RandAugment pool cases), rotating through them so every image is used, to keep the fixture small.
 
 Usage (from the repository root, with Pillow, torchvision and numpy installed):
   python tools/reference/augment_reference.py [--cifar ../shared/data/cifar10]
@@ -30,7 +30,7 @@ from torchvision.transforms import InterpolationMode
 
 # Records 0-3999 of data_batch_1.bin carry the exact official pixels.
 RECORDS = [0, 1, 2, 3, 7, 42, 100, 512, 1000, 1999, 2500, 3999]
-IMAGES_PER_CASE = 4
+IMAGES_PER_CASE = 3
 RECORD_BYTES = 3073
 SIDE = 32
 
@@ -81,6 +81,45 @@ def jitter(img, order, b, c, s, h):
     for step in order:
         img = steps[step](img)
     return img
+
+
+def pool_op(img, name, level, negate):
+    """One op of FixMatch's RandAugment pool at an integer level, its random sign fixed.
+
+    The mappings restate `fixmatch_augment_pool` of the official CCSSL code
+    (TencentYoutuResearch/Classification-SemiCLS, dataset/transforms/randaugment.py):
+    float parameter `level * max / 10 + bias`, integer parameter `int(level * max / 10) + bias`.
+    """
+    sign = -1 if negate else 1
+    factor = level * 0.9 / 10 + 0.05
+    shear = sign * (level * 0.3 / 10)
+    if name == "AutoContrast":
+        return ImageOps.autocontrast(img)
+    if name in ("Brightness", "Color", "Contrast", "Sharpness"):
+        return enhancer(name.lower())(img).enhance(factor)
+    if name == "Equalize":
+        return ImageOps.equalize(img)
+    if name == "Identity":
+        return img
+    if name == "Posterize":
+        return ImageOps.posterize(img, int(level * 4 / 10) + 4)
+    if name == "Rotate":
+        return img.rotate(sign * int(level * 30 / 10))
+    if name == "ShearX":
+        return img.transform(img.size, Image.AFFINE, (1, shear, 0, 0, 1, 0))
+    if name == "ShearY":
+        return img.transform(img.size, Image.AFFINE, (1, 0, 0, shear, 1, 0))
+    if name == "Solarize":
+        return ImageOps.solarize(img, 256 - int(level * 256 / 10))
+    if name == "TranslateX":
+        return img.transform(img.size, Image.AFFINE, (1, 0, int(shear * img.size[0]), 0, 1, 0))
+    if name == "TranslateY":
+        return img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, int(shear * img.size[1])))
+    raise ValueError(name)
+
+
+POOL = ["AutoContrast", "Brightness", "Color", "Contrast", "Equalize", "Identity", "Posterize",
+        "Rotate", "Sharpness", "ShearX", "ShearY", "Solarize", "TranslateX", "TranslateY"]
 
 
 def enhancer(name):
@@ -148,6 +187,12 @@ def build_cases():
         cases.append((f"jitter_{''.join(map(str, order))}", "jitter",
                       {"order": order, "brightness": b, "contrast": c, "saturation": s, "hue": h},
                       lambda im, a=(order, b, c, s, h): jitter(im, *a)))
+    for index, name in enumerate(POOL):
+        for level in [1, 5, 9]:
+            negate = (index + level // 4) % 2 == 1
+            cases.append((f"pool_{name}_{level}{'_neg' if negate else ''}", "pool",
+                          {"index": index, "name": name, "level": level, "negate": negate},
+                          lambda im, a=(name, level, negate): pool_op(im, *a)))
     return cases
 
 
@@ -170,7 +215,8 @@ def main():
     manifest_cases = []
     cases = build_cases()
     for k, (name, op, params, fn) in enumerate(cases):
-        chosen = [(k * IMAGES_PER_CASE + j) % len(images) for j in range(IMAGES_PER_CASE)]
+        per_case = 2 if op == "pool" else IMAGES_PER_CASE
+        chosen = [(k * IMAGES_PER_CASE + j) % len(images) for j in range(per_case)]
         outputs = [np.asarray(fn(images[i]).convert("RGB"), dtype=np.uint8) for i in chosen]
         out_h, out_w = outputs[0].shape[:2]
         manifest_cases.append({"name": name, "op": op, "params": params, "images": chosen,
@@ -188,7 +234,11 @@ def main():
         "height": SIDE,
         "cases": manifest_cases,
     }
-    (args.out / "pillow_ops.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    # One case per line keeps the manifest short and its diffs readable.
+    text = json.dumps({k: v for k, v in manifest.items() if k != "cases"}, indent=1)[:-2]
+    text += ',\n "cases": [\n' + ",\n".join("  " + json.dumps(c) for c in manifest_cases) + "\n ]\n}\n"
+    json.loads(text)
+    (args.out / "pillow_ops.json").write_text(text)
     with open(args.out / "pillow_ops.bin.gz", "wb") as raw:
         # mtime 0 keeps the file byte-identical across runs.
         with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz:

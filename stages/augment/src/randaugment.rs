@@ -115,22 +115,69 @@ impl PoolOp {
     }
 }
 
-/// RandAugmentMC then Cutout, in the official draw order: for each of `n` ops, the op
-/// (uniform over the pool, with replacement), its level (uniform integer in `1..m`), a coin
-/// with probability `op_probability` to apply it, and for signed ops that are applied a fair
-/// coin for the sign; finally the Cutout centre, uniform over the image.
-pub fn rand_augment(image: &mut RgbImage, config: &StrongConfig, rng: &mut impl Rng) {
-    for _ in 0..config.n {
-        let op = FIXMATCH_POOL[rng.random_range(0..FIXMATCH_POOL.len())];
-        let level = rng.random_range(1..config.m.max(2));
-        if rng.random::<f64>() < config.op_probability {
-            let negate = op.is_signed() && rng.random::<f64>() < 0.5;
-            op.apply(image, level, negate);
+/// One op drawn by RandAugmentMC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrawnOp {
+    /// The op.
+    pub op: PoolOp,
+    /// Magnitude level in `1..m`.
+    pub level: u32,
+    /// Whether the op's probability coin came up.
+    pub applied: bool,
+    /// Whether the magnitude is negated (signed ops that are applied only).
+    pub negate: bool,
+}
+
+/// Everything RandAugmentMC and Cutout draw for one image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RandAugmentDraw {
+    /// The `n` ops in order of application.
+    pub ops: Vec<DrawnOp>,
+    /// Cutout centre (x, y), uniform over [0, width) x [0, height).
+    pub cutout_centre: (f64, f64),
+}
+
+impl RandAugmentDraw {
+    /// Draws in the official order: for each of `n` ops, the op (uniform over the pool, with
+    /// replacement), its level (uniform integer in `1..m`), a coin with probability
+    /// `op_probability` to apply it, and for signed ops that are applied a fair coin for the
+    /// sign; finally the Cutout centre.
+    pub fn draw(config: &StrongConfig, width: usize, height: usize, rng: &mut impl Rng) -> Self {
+        let mut ops = Vec::with_capacity(config.n as usize);
+        for _ in 0..config.n {
+            let op = FIXMATCH_POOL[rng.random_range(0..FIXMATCH_POOL.len())];
+            let level = rng.random_range(1..config.m.max(2));
+            let applied = rng.random::<f64>() < config.op_probability;
+            let negate = applied && op.is_signed() && rng.random::<f64>() < 0.5;
+            ops.push(DrawnOp {
+                op,
+                level,
+                applied,
+                negate,
+            });
+        }
+        let centre_x = rng.random::<f64>() * width as f64;
+        let centre_y = rng.random::<f64>() * height as f64;
+        Self {
+            ops,
+            cutout_centre: (centre_x, centre_y),
         }
     }
-    let centre_x = rng.random::<f64>() * image.width() as f64;
-    let centre_y = rng.random::<f64>() * image.height() as f64;
-    geometry::cutout(image, centre_x, centre_y, config.cutout);
+
+    /// Applies the drawn ops, then a Cutout square of side `cutout` pixels.
+    pub fn apply(&self, image: &mut RgbImage, cutout: usize) {
+        for drawn in self.ops.iter().filter(|d| d.applied) {
+            drawn.op.apply(image, drawn.level, drawn.negate);
+        }
+        let (x, y) = self.cutout_centre;
+        geometry::cutout(image, x, y, cutout);
+    }
+}
+
+/// RandAugmentMC(`n`, `m`) then Cutout on `image`, drawing from `rng` as
+/// [`RandAugmentDraw::draw`] describes.
+pub fn rand_augment(image: &mut RgbImage, config: &StrongConfig, rng: &mut impl Rng) {
+    RandAugmentDraw::draw(config, image.width(), image.height(), rng).apply(image, config.cutout);
 }
 
 #[cfg(test)]
@@ -229,6 +276,54 @@ mod tests {
             applied(PoolOp::ShearX, &image, 10, true),
             geometry::shear_x(&image, -0.3)
         );
+    }
+
+    #[test]
+    fn draws_cover_pool_levels_and_signs() {
+        let config = StrongConfig::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let (mut per_op, mut per_level) = ([0usize; 14], [0usize; 10]);
+        let (mut applied, mut negated, mut signed_applied, mut total) = (0, 0, 0, 0);
+        for _ in 0..7000 {
+            let draw = RandAugmentDraw::draw(&config, 32, 32, &mut rng);
+            assert_eq!(draw.ops.len(), 2);
+            let (cx, cy) = draw.cutout_centre;
+            assert!(
+                (0.0..32.0).contains(&cx) && (0.0..32.0).contains(&cy),
+                "centre {cx} {cy}"
+            );
+            for d in draw.ops {
+                total += 1;
+                per_op[FIXMATCH_POOL.iter().position(|&op| op == d.op).unwrap()] += 1;
+                per_level[d.level as usize] += 1;
+                applied += usize::from(d.applied);
+                if d.applied && d.op.is_signed() {
+                    signed_applied += 1;
+                    negated += usize::from(d.negate);
+                }
+                assert!(
+                    d.applied || !d.negate,
+                    "an op that is not applied draws no sign"
+                );
+                assert!(d.op.is_signed() || !d.negate, "{:?} has no sign", d.op);
+            }
+        }
+        // 14000 ops: 1000 expected per op, 1556 per level in 1..=9, half applied.
+        assert!(
+            per_op.iter().all(|&c| (850..1150).contains(&c)),
+            "ops {per_op:?}"
+        );
+        assert_eq!(per_level[0], 0, "level 0 is never drawn");
+        assert!(
+            per_level[1..].iter().all(|&c| (1350..1750).contains(&c)),
+            "levels {per_level:?}"
+        );
+        assert!(
+            (6700..7300).contains(&applied),
+            "{applied} of {total} applied"
+        );
+        let share = negated as f64 / signed_applied as f64;
+        assert!((0.45..0.55).contains(&share), "negated share {share}");
     }
 
     #[test]

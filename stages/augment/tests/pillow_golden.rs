@@ -6,6 +6,7 @@
 
 use std::io::Read;
 
+use ccssl_augment::randaugment::FIXMATCH_POOL;
 use ccssl_augment::{RgbImage, color, geometry, resample, views::JitterParams};
 use serde_json::Value;
 
@@ -95,16 +96,31 @@ fn apply(op: &str, params: &Value, input: &RgbImage) -> RgbImage {
             }
             .apply(&mut img);
         }
+        "pool" => {
+            let op = FIXMATCH_POOL[int(params, "index")];
+            let name = params["name"].as_str().expect("pool op name");
+            assert_eq!(
+                format!("{op:?}"),
+                name,
+                "pool order differs from the fixture"
+            );
+            let negate = params["negate"].as_bool().expect("negate is a bool");
+            op.apply(&mut img, int(params, "level") as u32, negate);
+        }
         other => panic!("fixture names unknown op {other}"),
     }
     img
 }
 
-fn is_resampling(op: &str) -> bool {
-    matches!(
-        op,
-        "rotate" | "shear_x" | "shear_y" | "resize" | "resized_crop"
-    )
+fn is_resampling(name: &str, op: &str) -> bool {
+    let pool_resampling = ["pool_Rotate", "pool_ShearX", "pool_ShearY"]
+        .iter()
+        .any(|p| name.starts_with(p));
+    pool_resampling
+        || matches!(
+            op,
+            "rotate" | "shear_x" | "shear_y" | "resize" | "resized_crop"
+        )
 }
 
 /// Per-case comparison: largest difference, values off by more than 1, values off at all,
@@ -188,7 +204,7 @@ fn ops_match_pillow_within_tolerance() {
             s.max_diff,
             within * 100.0
         );
-        let ok = if is_resampling(&s.op) {
+        let ok = if is_resampling(&s.name, &s.op) {
             within >= 0.99
         } else {
             s.max_diff <= 1
