@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Throughput of the torchvision / Pillow equivalent of the ccssl unlabeled transform.
 
-Per image: `Image.fromarray`, then the weak view (RandomHorizontalFlip, RandomCrop 32 with
-reflect padding 4), the strong view (weak, then RandAugmentMC(2, 10) over the FixMatch pool and
-Cutout 16), and the contrast view (RandomResizedCrop 32, RandomHorizontalFlip, ColorJitter
-(0.4, 0.4, 0.4, 0.1) with p 0.8, RandomGrayscale p 0.2), each converted back to an HWC uint8
-array, which is what the Rust augmenter emits. ToTensor and normalisation are left out on both
-sides.
+Each image goes through `Image.fromarray` and three views, each converted back to an HWC uint8
+array as the Rust augmenter emits them. ToTensor and normalisation are left out on both sides.
+- weak: RandomHorizontalFlip, RandomCrop 32 with reflect padding 4;
+- strong: weak, then RandAugmentMC(2, 10) over the FixMatch pool and Cutout 16;
+- contrast: RandomResizedCrop 32, RandomHorizontalFlip, ColorJitter(0.4, 0.4, 0.4, 0.1) with
+  p 0.8, RandomGrayscale p 0.2.
 
 Usage: augment_bench.py CIFAR_BATCH_FILE [SECONDS]; runs until the process has used SECONDS of
 CPU time, prints library versions to stderr, then `images_per_cpu_s <value>` and

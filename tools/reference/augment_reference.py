@@ -84,7 +84,7 @@ def jitter(img, order, b, c, s, h):
 
 
 def pool_op(img, name, level, negate):
-    """One op of FixMatch's RandAugment pool at an integer level, its random sign fixed.
+    """Apply one op of FixMatch's RandAugment pool at an integer level, its random sign fixed.
 
     The mappings restate `fixmatch_augment_pool` of the official CCSSL code
     (TencentYoutuResearch/Classification-SemiCLS, dataset/transforms/randaugment.py):

@@ -1,10 +1,10 @@
 //! Throughput of the full unlabeled transform (weak, strong and contrast views of each image)
 //! on one thread, for `tools/bench/augment.sh`.
 //!
-//! Usage: `augment_bench CIFAR_BATCH_FILE [SECONDS]`. Reads the first 4000 records of an
-//! official CIFAR-10 binary batch, augments them in batches of 448 (7 x 64, the unlabeled
-//! batch of the paper settings) until the process has used SECONDS of CPU time, and prints
-//! `images_per_cpu_s <value>` and `images_per_wall_s <value>`. CPU time comes from
+//! Usage: `augment_bench CIFAR_BATCH_FILE [SECONDS]`. The program reads the first 4000 records
+//! of an official CIFAR-10 binary batch. It augments them in batches of 448 (7 x 64, the
+//! unlabeled batch of FixMatch's CIFAR settings) until the process has used SECONDS of CPU
+//! time, then prints `images_per_cpu_s <value>` and `images_per_wall_s <value>`. CPU time comes from
 //! `/proc/self/schedstat` (Linux), so other processes sharing the core do not skew the rate.
 
 use std::time::{Duration, Instant};

@@ -35,8 +35,8 @@ impl View {
     }
 }
 
-/// The RNG of one view of one image: ChaCha8 keyed by the little-endian bytes of `seed`, `seq`,
-/// `index` (position in its part of the batch) and the view.
+/// Creates the RNG of one view of one image: ChaCha8 keyed by the little-endian bytes of
+/// `seed`, `seq`, `index` (position in its part of the batch) and the view.
 pub fn image_rng(seed: u64, seq: u64, index: u64, view: View) -> ChaCha8Rng {
     let mut key = [0u8; 32];
     key[0..8].copy_from_slice(&seed.to_le_bytes());

@@ -1,8 +1,8 @@
 //! Per-pixel colour ops with the rounding of Pillow's C core (`libImaging`, Pillow 13).
 //!
-//! Lookup-table ops follow `PIL.ImageOps`; the enhancers follow `PIL.ImageEnhance`, which blends
-//! the image with a "degenerate" image: black for brightness, the grayscale image for colour,
-//! the mean grey level for contrast and the 3x3 smoothed image for sharpness.
+//! Lookup-table ops follow `PIL.ImageOps`. The enhancers follow `PIL.ImageEnhance`, which blends
+//! the image with a "degenerate" image. That image is black for brightness, the grayscale image
+//! for colour, the mean grey level for contrast and the 3x3 smoothed image for sharpness.
 
 use crate::RgbImage;
 
@@ -45,8 +45,10 @@ fn identity_lut() -> [u8; 256] {
 }
 
 /// Stretches each channel so its darkest value maps to 0 and its brightest to 255
-/// (`ImageOps.autocontrast` with no cutoff): `lut[i] = clamp(int(i * scale - lo * scale))`
-/// with `scale = 255 / (hi - lo)`; a channel with a single value is left as it is.
+/// (`ImageOps.autocontrast` with no cutoff).
+///
+/// The table is `lut[i] = clamp(int(i * scale - lo * scale))` with `scale = 255 / (hi - lo)`.
+/// A channel with a single value is left as it is.
 pub fn autocontrast(image: &mut RgbImage) {
     let hist = histograms(image);
     let luts: Luts = std::array::from_fn(|c| {
@@ -63,9 +65,11 @@ pub fn autocontrast(image: &mut RgbImage) {
     apply_luts(image, &luts);
 }
 
-/// Equalizes each channel's histogram as `ImageOps.equalize` does: with `step` the pixel count
-/// outside the last occupied bin divided by 255 (floor), `lut[i] = (step / 2 + sum(h[..i])) /
-/// step`; a channel with one occupied bin or `step == 0` is left as it is.
+/// Equalizes each channel's histogram as `ImageOps.equalize` does.
+///
+/// With `step` the number of pixels outside the last occupied bin divided by 255 (floor), the
+/// table is `lut[i] = (step / 2 + sum(h[..i])) / step`. A channel with one occupied bin, or with
+/// `step == 0`, is left as it is.
 pub fn equalize(image: &mut RgbImage) {
     let hist = histograms(image);
     let luts: Luts = std::array::from_fn(|c| {
@@ -162,9 +166,9 @@ pub fn contrast(image: &mut RgbImage, factor: f32) {
     apply_lut_all(image, &lut);
 }
 
-/// The image filtered with Pillow's `ImageFilter.SMOOTH` kernel (1 1 1 / 1 5 1 / 1 1 1, scale
-/// 13). As in Pillow, the border rows and columns are copied unfiltered, and images narrower or
-/// shorter than 3 pixels are returned unchanged.
+/// Filters the image with Pillow's `ImageFilter.SMOOTH` kernel (1 1 1 / 1 5 1 / 1 1 1, scale 13).
+/// As in Pillow, the border rows and columns are copied unfiltered, and images narrower or
+/// shorter than 3 pixels come back unchanged.
 pub fn smooth(image: &RgbImage) -> RgbImage {
     let (w, h) = (image.width(), image.height());
     let mut out = image.clone();
@@ -347,8 +351,8 @@ fn hsv_tables() -> &'static HsvTables {
     })
 }
 
-/// Which channel is the max (with Pillow's priority red, green, blue), which is the min, and
-/// the middle channel's value.
+/// Classifies a pixel by which channel is the max (Pillow tests red, then green, then blue) and
+/// which is the min, and returns that class with the middle channel's value.
 #[inline]
 fn hue_case(r: u8, g: u8, b: u8, maxc: u8, minc: u8) -> (usize, u8) {
     if r == maxc {

@@ -158,7 +158,7 @@ fn check_range(
 }
 
 impl AugmentConfig {
-    /// The CCSSL setting: FixMatch's views plus the default contrast view.
+    /// Returns the CCSSL setting: FixMatch's views plus the default contrast view.
     pub fn ccssl() -> Self {
         Self {
             contrast: Some(ContrastConfig::default()),

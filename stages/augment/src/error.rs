@@ -1,6 +1,6 @@
 //! Errors of the augmenter.
 
-/// What can go wrong when augmenting a batch or validating a configuration.
+/// Error from augmenting a batch or validating a configuration.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[non_exhaustive]
 pub enum AugmentError {
@@ -24,7 +24,7 @@ pub enum AugmentError {
     Batch {
         /// Sequence number of the batch.
         seq: u64,
-        /// What is inconsistent.
+        /// Description of the inconsistency.
         reason: String,
     },
     /// A configuration value outside its accepted range.

@@ -11,10 +11,12 @@ use crate::RgbImage;
 /// Output-to-input affine matrix `(a, b, c, d, e, f)` as `Image.transform(AFFINE)` takes it.
 pub type AffineMatrix = [f64; 6];
 
-/// Applies `matrix` with nearest-neighbour sampling and fill 0, choosing among Pillow's three
-/// code paths (`ImagingTransformAffine` in `Geometry.c`) so that rounding matches: pure scaling
-/// or translation in floating point, other matrices in 16.16 fixed point when every corner maps
-/// within +-32768, and floating point otherwise.
+/// Applies `matrix` with nearest-neighbour sampling and fill 0.
+///
+/// Rounding matches because this picks the same one of three code paths as Pillow's
+/// `ImagingTransformAffine` (`Geometry.c`). Pure scaling or translation runs in floating point.
+/// Other matrices run in 16.16 fixed point when every corner maps within +-32768, and in
+/// floating point otherwise.
 pub fn affine_nearest(image: &RgbImage, matrix: &AffineMatrix) -> RgbImage {
     let (w, h) = (image.width(), image.height());
     let mut out = RgbImage::new(w, h);
@@ -211,7 +213,7 @@ fn reflect(i: isize, n: usize) -> usize {
 /// The `out_height` x `out_width` window at (`top`, `left`) of the image reflect-padded by `pad`
 /// on every side, optionally mirrored left to right first. This is torchvision's
 /// `RandomHorizontalFlip` then `RandomCrop(size, padding=pad, padding_mode="reflect")` with
-/// the crop offset chosen by the caller; `top + out_height` and `left + out_width` must not
+/// the crop offset chosen by the caller. `top + out_height` and `left + out_width` must not
 /// exceed the padded size, and `pad` must be smaller than both image sides.
 pub fn flip_pad_crop(
     image: &RgbImage,
@@ -257,10 +259,12 @@ pub fn crop(image: &RgbImage, top: usize, left: usize, height: usize, width: usi
 /// Grey level of Cutout patches.
 pub const CUTOUT_GRAY: u8 = 127;
 
-/// Paints a grey (127) square as FixMatch's `CutoutAbs(img, size)` does for a centre
-/// (`centre_x`, `centre_y`) drawn uniformly from [0, width) x [0, height): corners
-/// `x0 = int(max(0, cx - size/2))`, `x1 = int(min(width, x0 + size))` (likewise for y), and the
-/// rectangle includes both corners, as `ImageDraw.rectangle` does, clipped to the image.
+/// Paints a grey (127) square as FixMatch's `CutoutAbs(img, size)` does, for a centre
+/// (`centre_x`, `centre_y`) that the caller draws uniformly from [0, width) x [0, height).
+///
+/// The corners are `x0 = int(max(0, cx - size/2))` and `x1 = int(min(width, x0 + size))`, and
+/// likewise for y. The rectangle includes both corners, as `ImageDraw.rectangle` does, and is
+/// clipped to the image.
 pub fn cutout(image: &mut RgbImage, centre_x: f64, centre_y: f64, size: usize) {
     let (w, h) = (image.width(), image.height());
     if w == 0 || h == 0 {
@@ -300,7 +304,8 @@ mod tests {
             .filter(|&(x, y)| image.pixel(x, y) == [CUTOUT_GRAY; 3])
             .collect();
         assert_eq!(painted.len(), 9);
-        assert!(painted.contains(&(3, 3)) && painted.contains(&(5, 5)));
+        assert!(painted.contains(&(3, 3)));
+        assert!(painted.contains(&(5, 5)));
     }
 
     #[test]
@@ -325,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn rotate_quarter_turn_moves_top_right_to_top_left() {
+    fn rotate_quarter_turns() {
         let image = numbered(4, 4);
         let out = rotate(&image, 90.0);
         assert_eq!(out.pixel(0, 0), image.pixel(3, 0));

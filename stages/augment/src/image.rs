@@ -11,7 +11,7 @@ pub struct RgbImage {
 }
 
 impl RgbImage {
-    /// Wraps HWC bytes, checking that `data` holds exactly `width * height * 3` bytes.
+    /// Wraps HWC bytes, checking that `data` has exactly `width * height * 3` bytes.
     pub fn from_vec(width: usize, height: usize, data: Vec<u8>) -> Result<Self, AugmentError> {
         let expected = width * height * 3;
         if data.len() != expected {
@@ -34,7 +34,7 @@ impl RgbImage {
         Self::from_vec(width, height, data.to_vec())
     }
 
-    /// A black image.
+    /// Creates a black image.
     pub fn new(width: usize, height: usize) -> Self {
         Self {
             width,
@@ -53,12 +53,12 @@ impl RgbImage {
         self.height
     }
 
-    /// The HWC bytes.
+    /// Returns the HWC bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.data
     }
 
-    /// The HWC bytes, mutable.
+    /// Returns the HWC bytes for writing.
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
         &mut self.data
     }
@@ -74,7 +74,7 @@ impl RgbImage {
         (y * self.width + x) * 3
     }
 
-    /// The RGB value of pixel (`x`, `y`).
+    /// Returns the RGB value of pixel (`x`, `y`).
     #[inline]
     pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
         let o = self.offset(x, y);

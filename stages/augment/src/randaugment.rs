@@ -73,7 +73,7 @@ fn int_parameter(level: u32, max: f64) -> i64 {
 }
 
 impl PoolOp {
-    /// Whether the op draws a random sign for its magnitude.
+    /// Returns whether the op draws a random sign for its magnitude.
     pub fn is_signed(self) -> bool {
         matches!(
             self,
@@ -138,10 +138,10 @@ pub struct RandAugmentDraw {
 }
 
 impl RandAugmentDraw {
-    /// Draws in the official order: for each of `n` ops, the op (uniform over the pool, with
-    /// replacement), its level (uniform integer in `1..m`), a coin with probability
-    /// `op_probability` to apply it, and for signed ops that are applied a fair coin for the
-    /// sign; finally the Cutout centre.
+    /// Draws in the official order. Each of the `n` ops draws the op (uniform over the pool,
+    /// with replacement), its level (uniform integer in `1..m`) and a coin with probability
+    /// `op_probability` to apply it. A signed op that is applied then draws a fair coin for the
+    /// sign. The Cutout centre comes last.
     pub fn draw(config: &StrongConfig, width: usize, height: usize, rng: &mut impl Rng) -> Self {
         let mut ops = Vec::with_capacity(config.n as usize);
         for _ in 0..config.n {
@@ -239,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn enhancer_factor_is_level_times_0_09_plus_0_05() {
+    fn enhancer_factor_mapping() {
         // Level 5: factor 0.5; brightness of 200 gives 100 exactly.
         assert_eq!(
             applied(PoolOp::Brightness, &uniform(200), 5, false).as_bytes()[0],

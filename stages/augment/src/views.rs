@@ -35,9 +35,12 @@ pub fn strong_view(
     out
 }
 
-/// Crop box `(top, left, height, width)` of torchvision's `RandomResizedCrop.get_params`: up to
-/// ten tries of an area fraction uniform in `scale` and a log-uniform aspect ratio in `ratio`,
-/// with sides rounded half to even; then the largest centred crop whose ratio lies in range.
+/// Draws a crop box `(top, left, height, width)` as torchvision's
+/// `RandomResizedCrop.get_params` does.
+///
+/// Each of up to ten tries draws an area fraction uniform in `scale` and an aspect ratio
+/// log-uniform in `ratio`, and rounds the sides half to even. When no try fits, the box is the
+/// largest centred crop whose ratio lies in range.
 pub fn resized_crop_box(
     width: usize,
     height: usize,
@@ -241,7 +244,7 @@ mod tests {
     #[test]
     fn resized_crop_falls_back_to_centre_crop() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        // Every try asks for more than the whole image, so the fallback runs.
+        // Every try requests more than the whole image, so the fallback runs.
         assert_eq!(
             resized_crop_box(32, 32, (2.0, 3.0), (0.75, 4.0 / 3.0), &mut rng),
             (0, 0, 32, 32)

@@ -7,7 +7,7 @@ use ccssl_pipe::batch::{RawBatch, ViewBatch};
 const SIDE: u32 = 32;
 const BYTES: usize = (SIDE * SIDE * 3) as usize;
 
-/// A batch of textured images: smooth gradients with per-image phase, so every op changes them.
+/// Builds a batch of textured images (gradients with a per-image phase), which every op changes.
 fn batch(seq: u64, labeled: usize, unlabeled: usize) -> RawBatch {
     let image = |k: usize| -> Vec<u8> {
         (0..BYTES)
@@ -204,7 +204,9 @@ fn fixmatch_config_has_no_contrast_view() {
 #[test]
 fn empty_batch_gives_empty_views() {
     let out = augment_batch(&batch(0, 0, 0), &AugmentConfig::ccssl(), 4).unwrap();
-    assert!(out.labeled_weak.is_empty() && out.unlabeled_weak.is_empty());
+    assert!(out.labeled_weak.is_empty());
+    assert!(out.unlabeled_weak.is_empty());
+    assert!(out.unlabeled_contrast.is_empty());
 }
 
 #[test]
