@@ -295,6 +295,37 @@ mod tests {
     }
 
     #[test]
+    fn weak_view_flips_at_its_probability() {
+        let image = noise(16, 16, 12);
+        let config = WeakConfig {
+            flip_probability: 0.5,
+            pad: 0,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        let flipped = (0..2000)
+            .filter(|_| weak_view(&image, &config, &mut rng) != image)
+            .count();
+        assert!((900..1100).contains(&flipped), "{flipped} of 2000 flipped");
+    }
+
+    #[test]
+    fn contrast_view_grays_at_its_probability() {
+        let image = noise(32, 32, 14);
+        let config = ContrastConfig::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(15);
+        let gray = (0..2000)
+            .filter(|_| {
+                let out = contrast_view(&image, &config, &mut rng);
+                out.as_bytes()
+                    .chunks_exact(3)
+                    .all(|p| p[0] == p[1] && p[1] == p[2])
+            })
+            .count();
+        // Expected 400; colour noise never turns gray by jitter alone (saturation >= 0.6).
+        assert!((330..470).contains(&gray), "{gray} of 2000 gray");
+    }
+
+    #[test]
     fn strong_view_differs_from_weak_view() {
         let image = noise(32, 32, 8);
         let weak = WeakConfig::default();
