@@ -121,8 +121,14 @@ fn test_files(
     test_root: &Path,
     classes: &[std::ffi::OsString],
 ) -> Result<Vec<(PathBuf, u32)>, LoaderError> {
+    let test_classes = class_folders(test_root)?;
+    if test_classes.is_empty() {
+        return Err(LoaderError::NoClasses {
+            path: test_root.to_path_buf(),
+        });
+    }
     let mut files = Vec::new();
-    for name in class_folders(test_root)? {
+    for name in test_classes {
         let dir = test_root.join(&name);
         let Some(label) = classes.iter().position(|class| *class == name) else {
             return Err(LoaderError::UnknownClass {

@@ -131,6 +131,27 @@ fn test_class_unknown_to_training_is_an_error() {
 }
 
 #[test]
+fn test_root_without_classes_is_an_error() {
+    let root = TempDir::new("folder-empty-test");
+    save(
+        &solid(4, 4, [1, 2, 3]),
+        &root.path().join("train/ant/x.png"),
+    );
+    std::fs::create_dir_all(root.path().join("test")).unwrap();
+    let (train, test) = (root.path().join("train"), root.path().join("test"));
+
+    let error = load(&train, Some(&test), SIZE_32, Part::Test).unwrap_err();
+
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: no class folders found; ImageFolder expects ROOT/<class>/<image>.png|jpg",
+            test.display()
+        )
+    );
+}
+
+#[test]
 fn missing_test_root_is_an_error() {
     let root = TempDir::new("folder-no-test");
     save(&solid(4, 4, [1, 2, 3]), &root.path().join("ant/x.png"));
