@@ -279,7 +279,7 @@ fn read_archive_files(kind: CifarKind, archive: &Path, part: Part) -> Result<Fil
     };
     let file = File::open(archive).map_err(io_error(archive))?;
     let mut tar = tar::Archive::new(GzDecoder::new(BufReader::new(file)));
-    let wanted = kind.files(part);
+    let requested = kind.files(part);
 
     let mut members: HashMap<String, Vec<u8>> = HashMap::new();
     let entries = tar.entries().map_err(|error| invalid(error.to_string()))?;
@@ -293,7 +293,7 @@ fn read_archive_files(kind: CifarKind, archive: &Path, part: Part) -> Result<Fil
         else {
             continue;
         };
-        if !wanted.contains(&name.as_str()) && name != kind.names_file() {
+        if !requested.contains(&name.as_str()) && name != kind.names_file() {
             continue;
         }
         let mut bytes = Vec::with_capacity(entry.size() as usize);
@@ -304,7 +304,7 @@ fn read_archive_files(kind: CifarKind, archive: &Path, part: Part) -> Result<Fil
     }
 
     let member_path = |name: &str| archive.join(name);
-    let batches = wanted
+    let batches = requested
         .iter()
         .filter_map(|name| {
             members

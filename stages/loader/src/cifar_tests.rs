@@ -8,7 +8,7 @@ fn hundred_names() -> String {
     (0..100).map(|class| format!("fine{class}\n")).collect()
 }
 
-/// Checks that image `index` holds the HWC form of test record `record`.
+/// Checks that image `index` contains the HWC form of test record `record`.
 fn assert_pattern(dataset: &Dataset, index: usize, record: usize) {
     let image = dataset.image(index);
     for (row, col) in [(0, 0), (0, 31), (17, 5), (31, 31)] {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LoaderError;
 
-/// Where the official CIFAR archives are published. The archive name is appended.
+/// Base URL of the official CIFAR archives. The archive name is appended to it.
 pub const OFFICIAL_BASE_URL: &str = "https://www.cs.toronto.edu/~kriz/";
 
 /// Settings of the loader. Every field except `dataset` has a default, given on the field.
@@ -25,13 +25,13 @@ pub struct LoaderConfig {
     /// Labeled images per batch (`B`). Default 64.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
-    /// Ratio of unlabeled to labeled images per batch: each batch holds `mu * B` unlabeled
+    /// Ratio of unlabeled to labeled images per batch: each batch contains `mu * B` unlabeled
     /// images. Default 7.
     #[serde(default = "default_mu")]
     pub mu: usize,
-    /// Repeat the labeled index list `ceil(batch_size * eval_step / num_labeled)` times, as the
-    /// FixMatch reference does with `expand_labels`. The repetition also happens when
-    /// `num_labeled < batch_size`, whatever this says. Default false.
+    /// Whether to repeat the labeled index list `ceil(batch_size * eval_step / num_labeled)`
+    /// times, as the FixMatch reference does with `expand_labels`. The repetition also happens
+    /// when `num_labeled < batch_size`, whatever this is set to. Default false.
     #[serde(default)]
     pub expand_labeled: bool,
     /// Steps per reference epoch, used only to size the expansion above. Default 1024, the
@@ -177,7 +177,7 @@ impl DatasetConfig {
         }
     }
 
-    /// The synthetic dataset described by `spec`.
+    /// Builds the config of the synthetic dataset described by `spec`.
     pub fn synthetic(spec: &SyntheticSpec) -> Self {
         Self::Synthetic {
             classes: spec.classes,
@@ -190,7 +190,7 @@ impl DatasetConfig {
         }
     }
 
-    /// The synthetic spec of a `Synthetic` config, `None` for the other datasets.
+    /// Returns the synthetic spec of a `Synthetic` config, `None` for the other datasets.
     pub fn synthetic_spec(&self) -> Option<SyntheticSpec> {
         match *self {
             Self::Synthetic {
@@ -225,7 +225,7 @@ impl DatasetConfig {
 }
 
 impl LoaderConfig {
-    /// A config for `dataset` with every other setting at its default.
+    /// Builds a config for `dataset` with every other setting at its default.
     pub fn new(dataset: DatasetConfig) -> Self {
         Self {
             dataset,

@@ -2,7 +2,7 @@
 
 use ccssl_pipe::batch::CHANNELS;
 
-/// Which half of a dataset to read.
+/// Half of a dataset: training or test images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Part {
     /// The training images: labeled split and unlabeled stream.
@@ -47,7 +47,7 @@ impl Dataset {
         self.labels.len()
     }
 
-    /// Whether the dataset holds no image.
+    /// Whether the dataset contains no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -80,7 +80,7 @@ impl Dataset {
         counts
     }
 
-    /// FNV-1a hash of the labels in order: a cheap fingerprint that tells a saved split whether
+    /// FNV-1a hash of the labels in order: a cheap fingerprint that lets a saved split check whether
     /// it was drawn on the same images.
     pub fn labels_fingerprint(&self) -> u64 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

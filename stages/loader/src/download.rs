@@ -32,7 +32,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// next attempt resumes where it stopped; 30 minutes covers 170 MB at 100 kB/s.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// The cache directory: `$CCSSL_CACHE` when set, else `$HOME/.cache/ccssl`.
+/// Returns the cache directory: `$CCSSL_CACHE` when set, else `$HOME/.cache/ccssl`.
 pub fn cache_dir() -> Result<PathBuf, LoaderError> {
     cache_dir_from(std::env::var_os("CCSSL_CACHE"), std::env::var_os("HOME")).ok_or_else(|| {
         LoaderError::Config {
@@ -83,7 +83,7 @@ pub fn ensure_archive(
     let mut actual = md5_hex(&partial)?;
     if actual != spec.md5 {
         // A partial file left by an earlier run may belong to another version of the
-        // archive; one fresh transfer rules that out before the mismatch is reported.
+        // archive. One fresh transfer rules that out before the mismatch is reported.
         tracing::warn!(
             url,
             expected = spec.md5,
@@ -111,7 +111,8 @@ pub fn ensure_archive(
     Ok(target)
 }
 
-/// An agent that reports HTTP errors as responses and bypasses proxies for loopback hosts.
+/// Builds an agent that returns HTTP errors as responses and bypasses proxies for loopback
+/// hosts.
 fn agent_for(url: &str) -> ureq::Agent {
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
@@ -156,7 +157,7 @@ enum Transfer {
     Broken(String),
 }
 
-/// One request: resumes from the current size of `partial` when it has bytes.
+/// Sends one request, resuming from the current size of `partial` when it has bytes.
 fn transfer(agent: &ureq::Agent, url: &str, partial: &Path) -> Result<Transfer, LoaderError> {
     let failed = |reason: String| LoaderError::Download {
         url: url.to_string(),
@@ -183,7 +184,7 @@ fn transfer(agent: &ureq::Agent, url: &str, partial: &Path) -> Result<Transfer, 
                 ));
             }
         },
-        // The partial file already holds every byte (or more): let the MD5 check decide.
+        // The partial file already contains every byte (or more), so the MD5 check decides.
         416 if offset > 0 => return Ok(Transfer::Complete),
         _ => return Err(failed(format!("server answered HTTP {status}"))),
     };

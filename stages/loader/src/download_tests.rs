@@ -1,7 +1,7 @@
 use super::*;
 use crate::testutil::{HttpServer, Received, Reply, TempDir, tar_gz};
 
-/// A small archive and a spec whose MD5 is that of the archive.
+/// Builds a small archive and a spec carrying the archive's MD5.
 fn archive_and_spec() -> (Vec<u8>, ArchiveSpec) {
     // Pseudo-random bytes from a linear congruential generator, so gzip cannot shrink them.
     let mut state = 12345u32;

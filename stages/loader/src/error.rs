@@ -19,7 +19,7 @@ pub enum LoaderError {
         path: PathBuf,
     },
 
-    /// The root exists but holds none of the files the dataset needs.
+    /// The root exists but contains none of the files the dataset needs.
     #[error(
         "{path}: no {dataset} files found (expected {expected}); point --data at the folder that contains them"
     )]
@@ -187,7 +187,7 @@ pub enum LoaderError {
         num_classes: usize,
     },
 
-    /// A class holds fewer images than the split takes from it.
+    /// A class contains fewer images than the split takes from it.
     #[error(
         "num_labeled {num_labeled} takes {per_class} images per class, but class {class} \
          ({name}) has only {available}; lower num_labeled to at most {max}"
@@ -214,7 +214,7 @@ pub enum LoaderError {
         field: &'static str,
         /// Its value.
         value: String,
-        /// Why it is invalid and what is accepted.
+        /// Reason it is invalid and the accepted values.
         reason: String,
     },
 
@@ -231,7 +231,7 @@ pub enum LoaderError {
     /// A split handed to the loader that does not fit the dataset or the settings.
     #[error("labeled split does not fit the dataset or the settings: {reason}")]
     SplitUnfit {
-        /// What does not fit.
+        /// Description of the mismatch.
         reason: String,
     },
 
@@ -242,7 +242,7 @@ pub enum LoaderError {
     SplitMismatch {
         /// The split file.
         path: PathBuf,
-        /// What does not fit.
+        /// Description of the mismatch.
         reason: String,
     },
 }

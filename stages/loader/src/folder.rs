@@ -155,7 +155,7 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>, LoaderError> {
         let extension = path.extension().and_then(|ext| ext.to_str()).unwrap_or("");
         let is_image = EXTENSIONS
             .iter()
-            .any(|wanted| extension.eq_ignore_ascii_case(wanted));
+            .any(|known| extension.eq_ignore_ascii_case(known));
         if is_image && !is_hidden(name) && path.is_file() {
             files.push(path);
         } else {

@@ -9,7 +9,7 @@
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// What a random stream is used for; each domain has its own key, so streams never overlap.
+/// Purpose of a random stream. Each domain has its own key, so streams never overlap.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Domain {
     /// Drawing the labeled images of each class.
@@ -78,7 +78,7 @@ pub(crate) fn shuffle<T>(rng: &mut impl RngCore, items: &mut [T]) {
     }
 }
 
-/// A uniformly random permutation of `0..len`.
+/// Draws a uniformly random permutation of `0..len`.
 pub(crate) fn permutation(rng: &mut impl RngCore, len: usize) -> Vec<u32> {
     let mut order: Vec<u32> = (0..len as u32).collect();
     shuffle(rng, &mut order);

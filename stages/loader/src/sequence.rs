@@ -97,12 +97,12 @@ impl Loader {
         })
     }
 
-    /// The training set.
+    /// Returns the training set.
     pub fn dataset(&self) -> &Dataset {
         &self.train
     }
 
-    /// The labeled split.
+    /// Returns the labeled split.
     pub fn split(&self) -> &LabeledSplit {
         &self.split
     }
