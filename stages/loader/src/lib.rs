@@ -17,7 +17,7 @@
 //! ```
 
 mod cifar;
-pub mod config;
+mod config;
 mod dataset;
 mod download;
 mod error;
