@@ -394,6 +394,20 @@ fn real_sample_is_read() {
 
     let train = load(CifarKind::Ten, &root, false, "", Part::Train).unwrap();
     assert_eq!(train.len(), 10_000);
+    // Record 9999 of the file, read by hand: label byte, then R, G and B planes.
+    let raw = std::fs::read(root.join("data_batch_1.bin")).unwrap();
+    let record = &raw[9999 * 3073..];
+    assert_eq!(train.labels[9999], u32::from(record[0]));
+    for pixel in [0, 33, 1023] {
+        for channel in 0..3 {
+            let expected = record[1 + channel * 1024 + pixel];
+            assert_eq!(
+                train.image(9999)[pixel * 3 + channel],
+                expected,
+                "pixel {pixel} channel {channel}"
+            );
+        }
+    }
     assert_eq!(&train.labels[..10], &[6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
     assert_eq!(
         train.class_counts(),

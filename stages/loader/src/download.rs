@@ -186,6 +186,8 @@ fn transfer(agent: &ureq::Agent, url: &str, partial: &Path) -> Result<Transfer, 
         },
         // The partial file already contains every byte (or more), so the MD5 check decides.
         416 if offset > 0 => return Ok(Transfer::Complete),
+        // Server-side failures are often transient, so they count as a broken transfer.
+        500..=599 => return Ok(Transfer::Broken(format!("server answered HTTP {status}"))),
         _ => return Err(failed(format!("server answered HTTP {status}"))),
     };
     if offset > 0 && !append {

@@ -175,6 +175,18 @@ fn download_reports_http_status() {
 }
 
 #[test]
+fn download_retries_after_server_error() {
+    let (archive, spec) = archive_and_spec();
+    let server = HttpServer::start(archive.clone(), vec![Reply::Status(503), Reply::Serve]);
+    let cache = TempDir::new("download-503");
+
+    let path = ensure_archive(&server.base_url(), &spec, cache.path()).unwrap();
+
+    assert_eq!(fs::read(&path).unwrap(), archive);
+    assert_eq!(server.received().len(), 2);
+}
+
+#[test]
 fn download_gives_up_after_repeated_breaks() {
     let (archive, spec) = archive_and_spec();
     let server = HttpServer::start(archive, vec![Reply::BreakAfter(0)]);
