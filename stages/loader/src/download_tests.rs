@@ -175,6 +175,29 @@ fn download_reports_http_status() {
 }
 
 #[test]
+fn concurrent_downloads_fetch_once() {
+    let (archive, spec) = archive_and_spec();
+    let server = HttpServer::start(archive.clone(), vec![Reply::Serve]);
+    let cache = TempDir::new("download-concurrent");
+    let base_url = server.base_url();
+
+    let paths: Vec<PathBuf> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| ensure_archive(&base_url, &spec, cache.path()).unwrap()))
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap())
+            .collect()
+    });
+
+    for path in &paths {
+        assert_eq!(fs::read(path).unwrap(), archive);
+    }
+    assert_eq!(server.received().len(), 1);
+}
+
+#[test]
 fn download_retries_after_server_error() {
     let (archive, spec) = archive_and_spec();
     let server = HttpServer::start(archive.clone(), vec![Reply::Status(503), Reply::Serve]);
