@@ -6,3 +6,4 @@
 //! and the graph schema with its validation into a typed plan.
 
 pub mod batch;
+pub mod graph;
