@@ -1,0 +1,1 @@
+//! Round trips and corrupted-slot cases of the slot codec.
