@@ -6,6 +6,7 @@
 //! and the graph schema with its validation into a typed plan.
 
 pub mod batch;
+pub mod graph;
 pub mod metrics;
 pub mod ring;
 pub mod shm;
