@@ -11,3 +11,5 @@ pub mod metrics;
 pub mod ring;
 pub mod shm;
 pub mod slot;
+pub mod stage;
+pub mod testing;
