@@ -12,7 +12,7 @@ use ccssl_pipe::graph::{self, Plan, StageSpec};
 use ccssl_pipe::metrics;
 use ccssl_pipe::ring::{self, RingConfig};
 use ccssl_pipe::shm;
-use ccssl_pipe::stage::{Launch, Port};
+use ccssl_pipe::stage::{self, Launch, Port};
 
 /// Segments and directory of one run.
 pub(crate) struct Resources {
@@ -23,6 +23,8 @@ pub(crate) struct Resources {
     pub rings: Vec<PathBuf>,
     /// Metrics segment of each stage, in plan order.
     pub metrics: Vec<PathBuf>,
+    /// Control segment (input cursors) of each stage, in plan order.
+    pub controls: Vec<PathBuf>,
     /// Set once the processes started: from then on the run directory is kept.
     pub started: bool,
 }
@@ -62,6 +64,7 @@ pub(crate) fn create<S: StageSpec>(plan: &Plan<S>, out: Option<&Path>) -> Result
         run_dir,
         rings: Vec::new(),
         metrics: Vec::new(),
+        controls: Vec::new(),
         started: false,
     };
     for stage in &plan.stages {
@@ -70,6 +73,11 @@ pub(crate) fn create<S: StageSpec>(plan: &Plan<S>, out: Option<&Path>) -> Result
             format!("stage \"{}\": cannot create its metrics block", stage.name)
         })?;
         resources.metrics.push(path);
+        let path = shm::segment_path(&resources.run_id, &format!("control-{}", stage.name));
+        stage::create_control(&path, stage.replicas, stage.inputs.len() as u32).with_context(
+            || format!("stage \"{}\": cannot create its control block", stage.name),
+        )?;
+        resources.controls.push(path);
     }
     for edge in &plan.edges {
         let config = RingConfig {
@@ -208,6 +216,7 @@ pub(crate) fn launch<S: StageSpec>(
         inputs,
         outputs,
         metrics: resources.metrics[index].clone(),
+        control: resources.controls[index].clone(),
     })
 }
 

@@ -4,10 +4,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{Ports, Restart, SpecProblem, StageSpec};
 
-/// Bytes a slot needs besides the payload: the slot prefix and the archived header.
-/// NOTE: an upper bound for the `Test` header; the slot codec defines the exact size.
-pub const TEST_SLOT_OVERHEAD: u64 = 256;
-
 /// Largest payload a test source may send per item (64 MiB).
 pub const MAX_TEST_PAYLOAD: u32 = 64 << 20;
 
@@ -167,7 +163,9 @@ impl StageSpec for PipeStage {
 
     fn output_slot_bytes(&self) -> Option<u64> {
         match self {
-            PipeStage::Source(c) => Some(u64::from(c.payload_bytes) + TEST_SLOT_OVERHEAD),
+            PipeStage::Source(c) => {
+                Some(crate::slot::test_slot_size(c.payload_bytes as usize) as u64)
+            }
             // A relay forwards what it receives, so its input edge decides; validation copies
             // the size of the edge into the relay.
             PipeStage::Relay(_) | PipeStage::Sink(_) => None,

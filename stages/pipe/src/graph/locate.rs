@@ -140,6 +140,19 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Returns the token or value starting at byte `offset` (after whitespace), shortened to 40
+/// characters, for "found ..." in messages.
+pub(crate) fn token_at(text: &str, offset: usize) -> Option<String> {
+    let bytes = text.as_bytes();
+    let start = skip_space(bytes, offset.min(bytes.len()));
+    let end = value_end(bytes, start).unwrap_or_else(|| (start + 1).min(bytes.len()));
+    let token = text.get(start..end)?.trim();
+    if token.is_empty() {
+        return None;
+    }
+    Some(token.chars().take(40).collect())
+}
+
 /// Checks that `value` is exactly one RON value, so an override cannot splice in extra fields.
 pub(crate) fn is_single_value(value: &str) -> bool {
     let bytes = value.as_bytes();

@@ -183,10 +183,12 @@ impl<S: Serialize> Serialize for StageMap<S> {
     }
 }
 
-/// RON options every graph is read and written with.
+/// RON options every graph is read and written with: `Relay(replicas: 2)` for a variant that
+/// wraps a config struct, and `slot_bytes: 4096` for an optional value.
 pub fn ron_options() -> ron::Options {
+    use ron::extensions::Extensions;
     ron::Options::default()
-        .with_default_extension(ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES)
+        .with_default_extension(Extensions::UNWRAP_VARIANT_NEWTYPES | Extensions::IMPLICIT_SOME)
 }
 
 /// Reads, overrides and validates the graph in `file`.

@@ -40,7 +40,10 @@ fn smoke_graph_validates() {
     assert_eq!(names, ["source", "relay", "sink"]);
     assert_eq!(plan.stages[1].replicas, 2);
     assert_eq!(plan.stages[1].restart, Restart::OnFailure { max: 3 });
-    assert_eq!(plan.edges[0].slot_bytes, 1000 + builtin::TEST_SLOT_OVERHEAD);
+    assert_eq!(
+        plan.edges[0].slot_bytes,
+        crate::slot::test_slot_size(1000) as u64
+    );
     // A relay forwards its input, so its output edge inherits the input's slot size.
     assert_eq!(plan.edges[1].slot_bytes, plan.edges[0].slot_bytes);
     assert_eq!(plan.edges[1].ring_name(1, 0), "relay.1-sink.0");
@@ -140,8 +143,9 @@ fn dot_lists_stages_and_edges() {
         ),
         "{dot}"
     );
-    assert!(
-        dot.contains("\"relay\" -> \"sink\" [label=\"4 x 1256 B\"];"),
-        "{dot}"
+    let edge = format!(
+        "\"relay\" -> \"sink\" [label=\"4 x {} B\"];",
+        crate::slot::test_slot_size(1000)
     );
+    assert!(dot.contains(&edge), "{dot}");
 }

@@ -14,11 +14,7 @@ use super::error::{GraphError, Place};
 use super::locate::{self, Found};
 use super::overrides::Source;
 use super::{MAX_REPLICAS, MAX_RESTARTS, MAX_SLOT_BYTES, MAX_SLOTS, RawGraph, Restart, StageSpec};
-
-/// Fixed bytes of a ring segment besides its slots, and the alignment of each slot.
-/// NOTE: an upper bound used for the shared-memory check; the ring module sets the real layout.
-const RING_HEADER_BYTES: u64 = 4096;
-const SLOT_ALIGN: u64 = 64;
+use crate::ring::{self, RingConfig};
 
 /// A validated graph, ready to launch.
 #[derive(Clone, Debug)]
@@ -100,10 +96,14 @@ impl EdgePlan {
         format!("{}.{from_replica}-{}.{to_replica}", self.from, self.to)
     }
 
-    /// Estimated shared memory of all rings of this edge, in bytes.
+    /// Shared memory of all rings of this edge, in bytes.
     pub fn shm_bytes(&self) -> u64 {
-        let slot = self.slot_bytes.div_ceil(SLOT_ALIGN) * SLOT_ALIGN;
-        let ring = RING_HEADER_BYTES + u64::from(self.slots) * slot;
+        let config = RingConfig {
+            slot_size: usize::try_from(self.slot_bytes).unwrap_or(usize::MAX),
+            slot_count: self.slots,
+        };
+        // Sizes past the ring's limits are rejected before this is called; saturate anyway.
+        let ring = ring::segment_len(config).unwrap_or(u64::MAX);
         ring.saturating_mul(u64::from(self.from_replicas) * u64::from(self.to_replicas))
     }
 }
@@ -201,12 +201,32 @@ pub(super) fn syntax_error(
             .iter()
             .position(|(_, _, value)| value.start <= offset && offset <= value.end)
     {
-        subject = format!("edge {index}: ");
+        subject = format!("{}: ", edge_subject(&source.text, index));
+    }
+    let mut message = describe_ron_error(&err.code);
+    if message.starts_with("expected ")
+        && let Some(token) = locate::token_at(&source.text, offset)
+    {
+        message = format!("{message}, found `{token}`");
     }
     GraphError::Syntax {
         place,
         subject,
-        message: describe_ron_error(&err.code),
+        message,
+    }
+}
+
+/// Names edge `index` by its endpoints as written (`edge "a -> b"`), or by index when they
+/// cannot be read.
+fn edge_subject(text: &str, index: usize) -> String {
+    let index_text = index.to_string();
+    let field = |name: &str| match locate::find(text, &["edges", &index_text, name]) {
+        Ok(Found::Value { value, .. }) => Some(text[value].trim_matches('"').to_string()),
+        _ => None,
+    };
+    match (field("from"), field("to")) {
+        (Some(from), Some(to)) => format!("edge \"{from} -> {to}\""),
+        _ => format!("edge {index}"),
     }
 }
 
@@ -234,7 +254,7 @@ fn describe_ron_error(code: &ron::Error) -> String {
             )
         }
         ron::Error::MissingStructField { field, .. } => {
-            format!("missing field `{field}`; expected it to be set")
+            format!("missing field `{field}`; expected `{field}: VALUE`")
         }
         ron::Error::DuplicateStructField { field, .. } => {
             format!("duplicate field `{field}`; expected it once")

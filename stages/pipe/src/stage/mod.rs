@@ -29,6 +29,7 @@
 //! metrics record, runs the body, closes the outputs on success and maps the result to the
 //! exit status: 0 on success, 1 on error (logged with the stage and edge names).
 
+mod control;
 mod ports;
 
 use std::path::PathBuf;
@@ -42,6 +43,7 @@ use crate::metrics::{MetricsBlock, MetricsError, StageMetrics, StageState};
 use crate::ring::{Consumer, Producer, RingError};
 use crate::slot::SlotError;
 
+pub use control::{ControlBlock, ControlError, create as create_control};
 pub use ports::{Input, Item, Output};
 
 /// Environment variable that carries a stage's [`Launch`] as RON.
@@ -71,6 +73,8 @@ pub struct Launch {
     pub outputs: Vec<Port>,
     /// Metrics segment of the stage (one record per replica).
     pub metrics: PathBuf,
+    /// Control segment of the stage (input cursors, see [`ControlBlock`]).
+    pub control: PathBuf,
 }
 
 /// One edge as seen from one replica: its rings, indexed by the peer's replica.
@@ -132,6 +136,9 @@ pub enum StageError {
     /// The metrics segment cannot be opened.
     #[error("metrics: {0}")]
     Metrics(#[from] MetricsError),
+    /// The control segment cannot be opened.
+    #[error("control block: {0}")]
+    Control(#[from] ControlError),
     /// The stage's own work failed.
     #[error("{0}")]
     Failed(String),
@@ -180,8 +187,9 @@ impl StageContext {
     /// Opens the rings and the metrics record of `launch`.
     pub fn open(launch: Launch) -> Result<StageContext, StageError> {
         let metrics = MetricsBlock::open(&launch.metrics)?;
+        let control = std::sync::Arc::new(ControlBlock::open(&launch.control)?);
         let mut inputs = Vec::new();
-        for port in &launch.inputs {
+        for (index, port) in launch.inputs.iter().enumerate() {
             let rings = port
                 .rings
                 .iter()
@@ -194,8 +202,10 @@ impl StageContext {
             inputs.push(Input::new(
                 port.edge.clone(),
                 rings,
-                launch.replica,
                 launch.replicas,
+                control.clone(),
+                launch.replica,
+                index as u32,
             ));
         }
         let mut outputs = Vec::new();

@@ -11,6 +11,8 @@
 //! item a second time. The merge drops an item whose `seq` is lower than the one it expects (a
 //! duplicate) and fails on a higher one (an item was lost).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::metrics::StageMetrics;
@@ -18,6 +20,7 @@ use crate::ring::{Consumer, Peeked, Producer, SlotMut, SlotRef};
 use crate::slot;
 
 use super::StageError;
+use super::control::ControlBlock;
 
 /// How long one wait lasts before the runtime updates the heartbeat and waits again.
 const WAIT_STEP: Duration = Duration::from_millis(100);
@@ -31,6 +34,10 @@ pub struct Input {
     /// Replica count of this stage: the step between expected sequence numbers.
     stride: u64,
     duplicates: u64,
+    /// Where `next_seq` is kept across restarts, with this replica's and input's indices.
+    control: Arc<ControlBlock>,
+    replica: u32,
+    index: u32,
 }
 
 /// An input item, in place in its ring. Release it after the output made from it is
@@ -39,6 +46,7 @@ pub struct Item<'a> {
     slot: SlotRef<'a>,
     seq: u64,
     next_seq: &'a mut u64,
+    cursor: &'a AtomicU64,
     stride: u64,
     metrics: Option<&'a StageMetrics>,
 }
@@ -51,7 +59,10 @@ impl Item<'_> {
 
     /// Frees the slot and moves the input on to the next sequence number.
     pub fn release(self) {
+        // The cursor moves before the slot is freed: a replica killed in between finds this
+        // item below its cursor after a restart and drops it as already done.
         *self.next_seq = self.seq + self.stride;
+        self.cursor.store(*self.next_seq, Ordering::Release);
         if let Some(metrics) = self.metrics {
             metrics.add_items_in(1);
         }
@@ -67,13 +78,26 @@ impl std::ops::Deref for Item<'_> {
 }
 
 impl Input {
-    pub(super) fn new(edge: String, rings: Vec<Consumer>, replica: u32, replicas: u32) -> Input {
+    /// An input resuming at the cursor stored in `control` (the replica index on a first
+    /// start).
+    pub(super) fn new(
+        edge: String,
+        rings: Vec<Consumer>,
+        replicas: u32,
+        control: Arc<ControlBlock>,
+        replica: u32,
+        index: u32,
+    ) -> Input {
+        let next_seq = control.cursor(replica, index).load(Ordering::Acquire);
         Input {
             edge,
             rings,
-            next_seq: u64::from(replica),
+            next_seq,
             stride: u64::from(replicas),
             duplicates: 0,
+            control,
+            replica,
+            index,
         }
     }
 
@@ -148,6 +172,7 @@ impl Input {
                 slot,
                 seq: expected,
                 next_seq: &mut self.next_seq,
+                cursor: self.control.cursor(self.replica, self.index),
                 stride: self.stride,
                 metrics,
             })),

@@ -1,0 +1,271 @@
+//! Runs of real graphs through `ccssl-run`: a clean run, an `Exec` stage, a killed stage, a
+//! graceful stop on SIGINT, and a restarted replica. Each test synchronises on files in the
+//! run directory (`pids`, `run_id`, summaries) and on the stages' metrics blocks, polled with
+//! a deadline.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use ccssl_pipe::metrics::MetricsBlock;
+use ccssl_pipe::shm::segment_path;
+use ccssl_tests::{
+    StagePid, TempDir, ccssl_bin, entries, read_pids, repo_root, segments_of, send_signal, wait_for,
+};
+
+/// Generous limit for whole runs: debug builds on a loaded two-core machine are slow.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A `ccssl-run` process with its own output directory and stderr file.
+struct Run {
+    child: Child,
+    out: TempDir,
+    stderr_path: PathBuf,
+}
+
+impl Run {
+    fn start(graph: &Path, sets: &[&str]) -> Run {
+        let out = TempDir::new("run");
+        let stderr_path = out.path().join("stderr.txt");
+        let stderr = File::create(&stderr_path).expect("create stderr file");
+        let mut command = Command::new(ccssl_bin("ccssl-run"));
+        command
+            .arg(graph)
+            .arg("--headless")
+            .arg("--out")
+            .arg(out.path().join("runs"));
+        for set in sets {
+            command.arg("--set").arg(set);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start ccssl-run");
+        Run {
+            child,
+            out,
+            stderr_path,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The run directory, once the supervisor created it.
+    fn run_dir(&self) -> PathBuf {
+        let runs = self.out.path().join("runs");
+        wait_for(RUN_TIMEOUT, || entries(&runs).into_iter().next())
+            .expect("run directory never appeared")
+    }
+
+    /// Waits until `count` stage processes are listed in `pids`.
+    fn wait_pids(&self, count: usize) -> Vec<StagePid> {
+        let run_dir = self.run_dir();
+        wait_for(RUN_TIMEOUT, || {
+            let pids = read_pids(&run_dir);
+            (pids.len() == count).then_some(pids)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "pids never listed {count} processes; stderr:\n{}",
+                self.stderr()
+            )
+        })
+    }
+
+    /// Waits until the sink stage's metrics record shows at least `items` items read.
+    fn wait_sink_items(&self, items: u64) {
+        let run_dir = self.run_dir();
+        let run_id = wait_for(RUN_TIMEOUT, || {
+            std::fs::read_to_string(run_dir.join("run_id")).ok()
+        })
+        .expect("run_id never written");
+        let block = MetricsBlock::open(segment_path(run_id.trim(), "metrics-sink"))
+            .expect("open sink metrics");
+        let seen = wait_for(RUN_TIMEOUT, || {
+            let items_in = block.replica(0).expect("replica 0").snapshot().items_in;
+            (items_in >= items).then_some(items_in)
+        });
+        assert!(
+            seen.is_some(),
+            "sink never read {items} items; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_for(timeout, || self.child.try_wait().expect("try_wait"))
+    }
+
+    fn summary(&self, stage: &str) -> String {
+        std::fs::read_to_string(self.run_dir().join(format!("{stage}.summary"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // A failed assertion must not leave a supervisor running; its stages die with it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smoke_graph() -> PathBuf {
+    repo_root().join("graphs/pipe-smoke.ron")
+}
+
+/// Settings that keep the smoke graph running until it is stopped or killed.
+const ENDLESS: &[&str] = &["stages.source.count=1000000000", "stages.sink.expect=None"];
+
+#[test]
+fn smoke_graph_runs_clean() {
+    let mut run = Run::start(&smoke_graph(), &[]);
+    let status = run.wait_exit(RUN_TIMEOUT).expect("smoke run timed out");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", run.stderr());
+    assert_eq!(
+        run.summary("sink"),
+        "received 10000\nduplicates_dropped 0\nstopped_early false\n"
+    );
+    assert!(
+        segments_of(run.pid()).is_empty(),
+        "segments left: {:?}",
+        segments_of(run.pid())
+    );
+    let run_dir = run.run_dir();
+    let graph = std::fs::read_to_string(run_dir.join("graph.ron")).expect("resolved graph");
+    assert!(graph.contains("Relay("), "{graph}");
+    let log = std::fs::read_to_string(run_dir.join("train.log")).expect("train.log");
+    assert!(
+        log.contains("stage{name=relay replica=1}: started"),
+        "{log}"
+    );
+    assert!(log.contains("run finished exit_code=0"), "{log}");
+}
+
+#[test]
+fn exec_stage_replaces_builtin() {
+    let program = format!(
+        "stages.external.program=\"{}\"",
+        env!("CARGO_BIN_EXE_ccssl-exec-relay")
+    );
+    let graph = repo_root().join("tests/fixtures/exec-relay.ron");
+    let mut run = Run::start(&graph, &[&program]);
+    let status = run.wait_exit(RUN_TIMEOUT).expect("exec run timed out");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", run.stderr());
+    assert_eq!(
+        run.summary("sink"),
+        "received 2000\nduplicates_dropped 0\nstopped_early false\n"
+    );
+    assert!(segments_of(run.pid()).is_empty());
+}
+
+#[test]
+fn killed_stage_fails_run_within_two_seconds() {
+    for (stage, replica) in [("source", 0), ("relay", 1), ("sink", 0)] {
+        let mut sets = ENDLESS.to_vec();
+        sets.push("stages.relay.restart=Never");
+        let mut run = Run::start(&smoke_graph(), &sets);
+        let pids = run.wait_pids(4);
+        run.wait_sink_items(50);
+        let target = pids
+            .iter()
+            .find(|p| p.stage == stage && p.replica == replica)
+            .unwrap_or_else(|| panic!("no {stage} replica {replica} in {pids:?}"));
+        send_signal(target.pid, libc::SIGKILL);
+        let killed_at = Instant::now();
+        let status = run
+            .wait_exit(Duration::from_secs(10))
+            .expect("supervisor did not exit after a kill");
+        let took = killed_at.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "supervisor took {took:?} after {stage} was killed"
+        );
+        assert_eq!(status.code(), Some(1), "stderr:\n{}", run.stderr());
+        let named = format!(
+            "ccssl-run: stage \"{stage}\" replica {replica} (pid {}) was killed by signal 9 (SIGKILL)",
+            target.pid
+        );
+        assert!(
+            run.stderr().contains(&named),
+            "missing {named:?} in:\n{}",
+            run.stderr()
+        );
+        assert!(
+            segments_of(run.pid()).is_empty(),
+            "segments left after killing {stage}"
+        );
+    }
+}
+
+#[test]
+fn sigint_stops_gracefully_with_130() {
+    let mut run = Run::start(&smoke_graph(), ENDLESS);
+    run.wait_pids(4);
+    run.wait_sink_items(50);
+    send_signal(run.pid(), libc::SIGINT);
+    let status = run
+        .wait_exit(Duration::from_secs(30))
+        .expect("no exit after SIGINT");
+    assert_eq!(status.code(), Some(130), "stderr:\n{}", run.stderr());
+    assert!(
+        run.stderr().contains("ccssl-run: stopping gracefully"),
+        "{}",
+        run.stderr()
+    );
+    // The sink drained what the source sent before it stopped, and checked all of it.
+    let summary = run.summary("sink");
+    assert!(
+        summary.ends_with("duplicates_dropped 0\nstopped_early true\n"),
+        "{summary}"
+    );
+    let received: u64 = summary
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("received "))
+        .and_then(|n| n.parse().ok())
+        .expect("received count");
+    assert!(received >= 50, "{summary}");
+    assert!(segments_of(run.pid()).is_empty());
+}
+
+#[test]
+fn restarted_replica_loses_and_repeats_nothing() {
+    let sets = [
+        "stages.source.count=4000",
+        "stages.sink.expect=Some(4000)",
+        "stages.relay.work_us=500",
+        "stages.relay.restart=OnFailure(max: 3)",
+    ];
+    let mut run = Run::start(&smoke_graph(), &sets);
+    let pids = run.wait_pids(4);
+    run.wait_sink_items(200);
+    let victim = pids
+        .iter()
+        .find(|p| p.stage == "relay" && p.replica == 1)
+        .expect("relay replica 1");
+    send_signal(victim.pid, libc::SIGKILL);
+    let status = run
+        .wait_exit(RUN_TIMEOUT)
+        .expect("run with a restart timed out");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", run.stderr());
+    let stderr = run.stderr();
+    let restarted =
+        "ccssl-run: stage \"relay\" replica 1 was killed by signal 9 (SIGKILL); restarted as pid";
+    assert!(
+        stderr.contains(restarted),
+        "missing {restarted:?} in:\n{stderr}"
+    );
+    // The sink checks order and content itself; every payload arrived exactly once.
+    let summary = run.summary("sink");
+    assert!(summary.starts_with("received 4000\n"), "{summary}");
+    assert!(summary.ends_with("stopped_early false\n"), "{summary}");
+    assert!(segments_of(run.pid()).is_empty());
+}
