@@ -1,6 +1,6 @@
 //! Per-stage metrics blocks in shared memory.
 //!
-//! One segment per stage holds a small header and one [`StageMetrics`] record per replica.
+//! One segment per stage contains a small header and one [`StageMetrics`] record per replica.
 //! Every field is an atomic: each record is written by its replica's process (the supervisor
 //! writes `restarts` and may write `state` after a crash) and read by anyone, such as the
 //! supervisor's heartbeat check and the dashboard. Readers get each field's latest value, not
@@ -94,7 +94,7 @@ pub enum MetricsError {
     Invalid {
         /// Segment path.
         path: PathBuf,
-        /// What does not match.
+        /// Mismatch found.
         reason: String,
     },
 }
@@ -250,7 +250,7 @@ pub fn create(path: impl AsRef<Path>, replicas: u32) -> Result<(), MetricsError>
         });
     }
     let map = shm::create_segment(path, segment_len(replicas))?;
-    // SAFETY: the fresh mapping is page aligned and at least one BlockHeader long; any bit
+    // SAFETY: the fresh mapping is page aligned and at least one BlockHeader long. Any bit
     // pattern is a valid BlockHeader because its fields are integer atomics.
     let header = unsafe { &*map.as_ptr().cast::<BlockHeader>() };
     header.layout_version.store(LAYOUT_VERSION, Relaxed);
@@ -286,6 +286,7 @@ impl MetricsBlock {
         // SAFETY: the mapping is page aligned and holds at least a BlockHeader; any bit
         // pattern is valid for its atomics.
         let header = unsafe { &*map.as_ptr().cast::<BlockHeader>() };
+
         let magic = header.magic.load(Acquire);
         if magic != MAGIC {
             return Err(invalid(format!("magic {magic:#018x}")));
@@ -328,7 +329,7 @@ impl MetricsBlock {
             return None;
         }
         let offset = size_of::<BlockHeader>() + size_of::<StageMetrics>() * index as usize;
-        // SAFETY: `open` checked that the mapping holds every record; the offset is a multiple
+        // SAFETY: `open` checked that the mapping contains every record. The offset is a multiple
         // of 128 from a page-aligned base, and any bit pattern is valid for the atomics. The
         // record lives as long as `self`.
         Some(unsafe { &*self.map.as_ptr().add(offset).cast::<StageMetrics>() })
@@ -386,7 +387,10 @@ mod tests {
     fn create_rejects_zero_replicas() {
         let path = segment_path(&new_run_id(), "metrics-zero");
         let result = create(&path, 0);
-        assert!(matches!(result, Err(MetricsError::InvalidReplicas { replicas: 0, .. })));
+        assert!(matches!(
+            result,
+            Err(MetricsError::InvalidReplicas { replicas: 0, .. })
+        ));
         assert!(!path.exists());
     }
 
@@ -395,7 +399,11 @@ mod tests {
         let path = segment_path(&new_run_id(), "metrics-not");
         std::fs::write(&path, [1u8; 256]).expect("write");
         let result = MetricsBlock::open(&path);
-        assert!(matches!(result, Err(MetricsError::Invalid { .. })), "{:?}", result.err());
+        assert!(
+            matches!(result, Err(MetricsError::Invalid { .. })),
+            "{:?}",
+            result.err()
+        );
         std::fs::remove_file(&path).expect("remove");
     }
 }

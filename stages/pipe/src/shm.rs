@@ -2,8 +2,8 @@
 //!
 //! Every segment of a run is a file `/dev/shm/ccssl-<run id>-<name>` with mode 0600. The run id
 //! starts with the decimal pid of the supervisor that created it, followed by a `.` and a
-//! per-run suffix ([`new_run_id`] builds one), so a later start can tell a segment whose
-//! supervisor is gone ([`remove_stale_segments`]) from one that belongs to a live run.
+//! per-run suffix ([`new_run_id`] builds one). So a later start can tell a segment whose
+//! supervisor is gone from one of a live run, and [`remove_stale_segments`] removes the former.
 //!
 //! NOTE: a pid can be reused after its process died, so a stale segment whose pid was reused by
 //! an unrelated live process is kept until that process exits. Nothing is removed wrongly.
@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::{MmapOptions, MmapRaw};
 
-/// Directory that holds the segments: Linux's shared-memory tmpfs.
+/// Directory of the segments: Linux's shared-memory tmpfs.
 pub const SHM_DIR: &str = "/dev/shm";
 
 /// File-name prefix of every segment this project creates.
@@ -38,9 +38,7 @@ pub enum ShmError {
         path: PathBuf,
     },
     /// The segment path has an empty, overlong or NUL-containing file name.
-    #[error(
-        "invalid segment path {name:?}: expected a file name of 1 ..= 200 bytes without NUL"
-    )]
+    #[error("invalid segment path {name:?}: expected a file name of 1 ..= 200 bytes without NUL")]
     InvalidName {
         /// Rejected name.
         name: String,
@@ -48,7 +46,7 @@ pub enum ShmError {
     /// A system call on the segment failed.
     #[error("failed to {op} shared-memory segment {path}: {source}")]
     Io {
-        /// What was being done (`create`, `open`, `map`, `allocate`, `remove`, ...).
+        /// Operation that failed (`create`, `open`, `map`, `allocate`, `remove`, ...).
         op: &'static str,
         /// Segment path.
         path: PathBuf,
@@ -300,7 +298,10 @@ mod tests {
     fn create_rejects_nested_name() {
         let path = segment_path(&new_run_id(), "a/b");
         let result = create_segment(&path, 64);
-        assert!(matches!(result, Err(ShmError::Io { op: "create", .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(ShmError::Io { op: "create", .. })),
+            "{result:?}"
+        );
         assert!(!path.exists());
     }
 

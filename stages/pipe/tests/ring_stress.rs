@@ -4,7 +4,7 @@
 //! lost, duplicated and out-of-order slots and checks each payload byte for byte.
 //!
 //! Each test re-executes this test binary for its child processes; the `CCSSL_STRESS_ROLE`
-//! environment variable tells a child which role to play instead of running the test.
+//! environment variable selects the role a child plays instead of running the test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -23,7 +23,7 @@ const COUNT: u64 = 1_000_000;
 const MAX_PAYLOAD: usize = 16 * 1024;
 /// Bytes of the shared pseudo-random pool that payloads are cut from.
 const POOL_LEN: usize = 1 << 16;
-/// Longest a test may take before it reports a hang.
+/// Maximum time a test may take before it reports a hang.
 const TIMEOUT: Duration = Duration::from_secs(240);
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -44,7 +44,7 @@ fn pool() -> Vec<u8> {
 /// 8 KiB ..= 16 KiB for every 997th slot.
 fn payload(pool: &[u8], seq: u64) -> &[u8] {
     let r = splitmix64(seq);
-    let len = if seq % 997 == 0 {
+    let len = if seq.is_multiple_of(997) {
         MAX_PAYLOAD / 2 + (r % (MAX_PAYLOAD as u64 / 2 + 1)) as usize
     } else {
         (r % 257) as usize

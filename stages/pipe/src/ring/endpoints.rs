@@ -185,8 +185,11 @@ impl Producer {
         })
     }
 
-    /// Waits until a slot is free or `deadline` passes (`None`).
-    pub fn reserve_deadline(&mut self, deadline: Instant) -> Result<Option<SlotMut<'_>>, RingError> {
+    /// Waits until a slot is free and returns it, or returns `None` once `deadline` passes.
+    pub fn reserve_deadline(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<SlotMut<'_>>, RingError> {
         Ok(if self.wait_free(Wait::Until(deadline))? {
             Some(self.slot())
         } else {

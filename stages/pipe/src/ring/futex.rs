@@ -55,8 +55,8 @@ pub fn wake_all(word: &AtomicU32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
     use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     use std::time::Instant;
 
     #[test]

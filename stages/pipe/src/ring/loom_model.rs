@@ -126,9 +126,11 @@ fn loom_ring_delivers_in_order_and_closes() {
                 for head in 0..ITEMS {
                     assert!(ring.wait_free(head));
                     let slot = &ring.slots[head as usize % CAPACITY];
-                    // SAFETY (model): the protocol gives this slot to the producer; loom
-                    // reports a data race here if it does not.
-                    slot.with_mut(|p| unsafe { *p = 100 + head });
+                    slot.with_mut(|p| {
+                        // SAFETY: the protocol gives this slot to the producer alone; loom
+                        // reports a data race here if it does not.
+                        unsafe { *p = 100 + head }
+                    });
                     ring.cursors.publish(&ring.platform, head + 1);
                 }
                 ring.cursors.close(&ring.platform);
@@ -143,8 +145,11 @@ fn loom_ring_delivers_in_order_and_closes() {
                 other => panic!("consumer saw {other:?}"),
             }
             let slot = &ring.slots[tail as usize % CAPACITY];
-            // SAFETY (model): slot `tail` is published and not yet released.
-            received.push(slot.with(|p| unsafe { *p }));
+            received.push(slot.with(|p| {
+                // SAFETY: slot `tail` is published and not yet released, so the producer does
+                // not write it; loom reports a data race here if it does.
+                unsafe { *p }
+            }));
             tail += 1;
             ring.cursors.release(&ring.platform, tail);
         }

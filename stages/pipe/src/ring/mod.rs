@@ -2,7 +2,7 @@
 //!
 //! A ring is a fixed array of `slot_count` slots of `slot_size` bytes behind a `repr(C)` header
 //! (see the `segment` module for the byte layout). The producer reserves the next free slot,
-//! writes into it in place and commits a length; the consumer peeks the oldest published slot,
+//! writes into it in place and commits a length. The consumer peeks the oldest published slot,
 //! reads it in place and releases it. Nothing is copied and nothing is dropped: a full ring
 //! blocks the producer, an empty one blocks the consumer. Waiting spins briefly (crossbeam
 //! `Backoff`) and then sleeps on a futex in slices of [`WAIT_SLICE`], so a marked-abandoned ring
@@ -42,15 +42,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+pub use crate::shm::segment_path;
 pub use endpoints::{Consumer, Peeked, Producer, SlotMut, SlotRef};
 pub use segment::{MAX_SLOT_COUNT, MAX_SLOT_SIZE};
-pub use crate::shm::segment_path;
 
 use crate::shm::ShmError;
 use protocol::StdPlatform;
 use segment::{Geometry, Segment};
 
-/// Longest single futex sleep; a waiting side re-checks the abandoned flag at least this often.
+/// Maximum duration of one futex sleep, so a waiting side re-checks the abandoned flag at least
+/// this often.
 pub const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// Size of a ring.
@@ -108,13 +109,11 @@ pub enum RingError {
     Corrupt {
         /// Segment path.
         path: PathBuf,
-        /// What is inconsistent.
+        /// Inconsistency found.
         reason: String,
     },
     /// Another live process is attached on the same side.
-    #[error(
-        "ring {path} already has a live {role} (pid {pid}); a ring takes one {role} at a time"
-    )]
+    #[error("ring {path} already has a live {role} (pid {pid}); a ring takes one {role} at a time")]
     PeerAttached {
         /// Segment path.
         path: PathBuf,

@@ -2,7 +2,7 @@
 //!
 //! [`Cursors`] is generic over a [`Platform`] that supplies the atomic types, fences and a
 //! futex-like wait/wake. The shared-memory ring instantiates it with `std` atomics and the Linux
-//! futex; the loom model test instantiates it with loom atomics and a mutex/condvar futex, so
+//! futex. The loom model test instantiates it with loom atomics and a mutex/condvar futex, so
 //! the code that the model checks is the code that runs.
 //!
 //! # Sequence numbers
@@ -58,7 +58,7 @@ pub trait Platform {
     /// Issues a memory fence.
     fn fence(&self, order: Ordering);
 
-    /// Sleeps while `word` holds `expected`, for at most `timeout` (`None`: no limit).
+    /// Sleeps while `word` equals `expected`, for at most `timeout` (`None`: no limit).
     /// May return early for any reason; callers re-check their condition.
     fn wait(&self, word: &Self::U32, expected: u32, timeout: Option<Duration>);
 
@@ -76,7 +76,7 @@ pub struct Padded<T>(pub T);
 /// Cursor and wake-up state shared by one producer and one consumer.
 ///
 /// All-zero bytes are the initial state (empty, open), so a freshly created zero-filled
-/// segment holds a valid `Cursors<StdPlatform>` without initialisation.
+/// segment contains a valid `Cursors<StdPlatform>` without initialisation.
 #[repr(C)]
 pub struct Cursors<P: Platform> {
     /// Slots published so far; written only by the producer.
@@ -103,7 +103,7 @@ struct Signals<P: Platform> {
     abandoned: P::U32,
 }
 
-/// What a waiting side saw.
+/// Readiness of the awaited slot, as a polling or waiting side observed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Readiness {
     /// The awaited slot exists (a free slot for the producer, a published one for the consumer).
@@ -143,12 +143,12 @@ impl<P: Platform> Cursors<P> {
         self.tail.0.load(Acquire)
     }
 
-    /// Whether the producer closed the ring.
+    /// Returns whether the producer closed the ring.
     pub fn is_closed(&self) -> bool {
         self.signals.0.closed.load(Acquire) != 0
     }
 
-    /// Whether the ring was marked abandoned.
+    /// Returns whether the ring was marked abandoned.
     pub fn is_abandoned(&self) -> bool {
         self.signals.0.abandoned.load(Acquire) != 0
     }
@@ -159,7 +159,10 @@ impl<P: Platform> Cursors<P> {
             return Readiness::Abandoned;
         }
         let tail = self.tail.0.load(Acquire);
-        debug_assert!(tail <= head && head - tail <= capacity, "tail {tail} head {head}");
+        debug_assert!(
+            tail <= head && head - tail <= capacity,
+            "tail {tail} head {head}"
+        );
         if head - tail < capacity {
             Readiness::Ready
         } else {

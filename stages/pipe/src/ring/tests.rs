@@ -54,7 +54,10 @@ fn fifo_with_wraparound() {
     assert_eq!(producer.pushed(), 20);
     assert_eq!(consumer.popped(), 20);
     let stats = Monitor::open(&ring.0).expect("monitor").stats();
-    assert_eq!((stats.head, stats.tail, stats.pushes, stats.pops), (20, 20, 20, 20));
+    assert_eq!(
+        (stats.head, stats.tail, stats.pushes, stats.pops),
+        (20, 20, 20, 20)
+    );
     assert_eq!(stats.producer_pid, Some(std::process::id()));
 }
 
@@ -66,7 +69,12 @@ fn full_ring_rejects_try_reserve() {
     push(&mut producer, b"b");
     assert!(producer.try_reserve().expect("try_reserve").is_none());
     let deadline = Instant::now() + Duration::from_millis(30);
-    assert!(producer.reserve_deadline(deadline).expect("deadline").is_none());
+    assert!(
+        producer
+            .reserve_deadline(deadline)
+            .expect("deadline")
+            .is_none()
+    );
     assert!(Instant::now() >= deadline);
     let stats = Monitor::open(&ring.0).expect("monitor").stats();
     assert!(stats.producer_blocked_ns >= 20_000_000, "{stats:?}");
@@ -78,11 +86,18 @@ fn dropped_slots_are_not_published_or_lost() {
     let ring = TempRing::new("ring-drop", 8, 2);
     let mut producer = Producer::open(&ring.0).expect("producer");
     let mut consumer = Consumer::open(&ring.0).expect("consumer");
-    drop(producer.reserve().expect("reserve"));
-    assert!(matches!(consumer.try_peek().expect("try_peek"), Peeked::Empty));
+    {
+        let _unpublished = producer.reserve().expect("reserve");
+    }
+    assert!(matches!(
+        consumer.try_peek().expect("try_peek"),
+        Peeked::Empty
+    ));
     push(&mut producer, b"x");
     // A peek without release leaves the slot for the next peek.
-    drop(consumer.peek().expect("peek").expect("slot"));
+    {
+        let _unreleased = consumer.peek().expect("peek").expect("slot");
+    }
     let slot = consumer.peek().expect("peek again").expect("slot again");
     assert_eq!(&*slot, b"x");
     assert_eq!(slot.seq(), 0);
@@ -114,7 +129,13 @@ fn second_live_producer_is_rejected() {
     let _producer = Producer::open(&ring.0).expect("producer");
     let second = Producer::open(&ring.0);
     assert!(
-        matches!(second, Err(RingError::PeerAttached { role: "producer", .. })),
+        matches!(
+            second,
+            Err(RingError::PeerAttached {
+                role: "producer",
+                ..
+            })
+        ),
         "{:?}",
         second.err()
     );
@@ -130,7 +151,10 @@ fn close_ends_stream_after_drain() {
     assert!(matches!(producer.reserve(), Err(RingError::Closed { .. })));
     consumer.peek().expect("peek").expect("slot").release();
     assert!(consumer.peek().expect("peek after close").is_none());
-    assert!(matches!(consumer.try_peek().expect("try_peek"), Peeked::Closed));
+    assert!(matches!(
+        consumer.try_peek().expect("try_peek"),
+        Peeked::Closed
+    ));
 }
 
 #[test]
@@ -147,7 +171,11 @@ fn abandon_wakes_blocked_consumer() {
     });
     let start = Instant::now();
     let result = consumer.peek();
-    assert!(matches!(result, Err(RingError::Abandoned { .. })), "{:?}", result.err());
+    assert!(
+        matches!(result, Err(RingError::Abandoned { .. })),
+        "{:?}",
+        result.err()
+    );
     assert!(start.elapsed() < Duration::from_secs(5));
     abandoner.join().expect("abandoner thread");
     assert!(Monitor::open(&ring.0).expect("monitor").stats().abandoned);
@@ -173,37 +201,64 @@ fn open_rejects_foreign_and_corrupt_files() {
         .expect("create file");
     file.write_all(&[7u8; 8192]).expect("write");
     let foreign = Producer::open(&path);
-    assert!(matches!(foreign, Err(RingError::NotARing { .. })), "{:?}", foreign.err());
+    assert!(
+        matches!(foreign, Err(RingError::NotARing { .. })),
+        "{:?}",
+        foreign.err()
+    );
     std::fs::remove_file(&path).expect("remove");
 
     let ring = TempRing::new("ring-corrupt", 64, 4);
     let file = OpenOptions::new().write(true).open(&ring.0).expect("open");
     // Bump the layout version field (offset 8) to an unknown one.
-    file.write_all_at(&99u32.to_le_bytes(), 8).expect("write version");
+    file.write_all_at(&99u32.to_le_bytes(), 8)
+        .expect("write version");
     let result = Consumer::open(&ring.0);
     assert!(
         matches!(result, Err(RingError::LayoutVersion { found: 99, .. })),
         "{:?}",
         result.err()
     );
-    file.write_all_at(&segment::LAYOUT_VERSION.to_le_bytes(), 8).expect("restore version");
+    file.write_all_at(&segment::LAYOUT_VERSION.to_le_bytes(), 8)
+        .expect("restore version");
     // Slot count (offset 12) that disagrees with the stored offsets.
-    file.write_all_at(&5000u32.to_le_bytes(), 12).expect("write count");
+    file.write_all_at(&5000u32.to_le_bytes(), 12)
+        .expect("write count");
     let result = Monitor::open(&ring.0);
-    assert!(matches!(result, Err(RingError::Corrupt { .. })), "{:?}", result.err());
+    assert!(
+        matches!(result, Err(RingError::Corrupt { .. })),
+        "{:?}",
+        result.err()
+    );
 
     let short = segment_path(&new_run_id(), "ring-short");
     std::fs::write(&short, b"tiny").expect("write short file");
     let result = Monitor::open(&short);
-    assert!(matches!(result, Err(RingError::Corrupt { .. })), "{:?}", result.err());
+    assert!(
+        matches!(result, Err(RingError::Corrupt { .. })),
+        "{:?}",
+        result.err()
+    );
     std::fs::remove_file(&short).expect("remove short file");
 }
 
 #[test]
 fn create_rejects_bad_config_without_file() {
     let path = segment_path(&new_run_id(), "ring-bad-config");
-    let result = create(&path, RingConfig { slot_size: 0, slot_count: 4 });
-    assert!(matches!(result, Err(RingError::InvalidConfig { field: "slot_size", .. })));
+    let result = create(
+        &path,
+        RingConfig {
+            slot_size: 0,
+            slot_count: 4,
+        },
+    );
+    assert!(matches!(
+        result,
+        Err(RingError::InvalidConfig {
+            field: "slot_size",
+            ..
+        })
+    ));
     assert!(!path.exists());
 }
 

@@ -115,10 +115,25 @@ pub fn encode_raw_batch(batch: &RawBatch, out: &mut [u8]) -> Result<usize, SlotE
     let unlabeled = batch.unlabeled_indices.len();
     let image = image_bytes(batch.height, batch.width).unwrap_or(usize::MAX);
     check_len(seq, "labeled_indices", batch.labeled_indices.len(), labeled)?;
-    check_len(seq, "unlabeled_true_labels", batch.unlabeled_true_labels.len(), unlabeled)?;
-    let expected = |count: usize| image.checked_mul(count).unwrap_or(usize::MAX);
-    check_len(seq, "labeled_images", batch.labeled_images.len(), expected(labeled))?;
-    check_len(seq, "unlabeled_images", batch.unlabeled_images.len(), expected(unlabeled))?;
+    check_len(
+        seq,
+        "unlabeled_true_labels",
+        batch.unlabeled_true_labels.len(),
+        unlabeled,
+    )?;
+    let expected = |count: usize| image.saturating_mul(count);
+    check_len(
+        seq,
+        "labeled_images",
+        batch.labeled_images.len(),
+        expected(labeled),
+    )?;
+    check_len(
+        seq,
+        "unlabeled_images",
+        batch.unlabeled_images.len(),
+        expected(unlabeled),
+    )?;
     encode(
         &raw_header(batch),
         &[&batch.labeled_images, &batch.unlabeled_images],
@@ -137,7 +152,13 @@ pub fn decode_raw_batch(slot: &[u8]) -> Result<RawBatch, SlotError> {
     };
     let labeled = h.labels.len();
     let unlabeled = h.unlabeled_indices.len();
-    check_header_len("RawBatch", h.seq, "labeled_indices", h.labeled_indices.len(), labeled)?;
+    check_header_len(
+        "RawBatch",
+        h.seq,
+        "labeled_indices",
+        h.labeled_indices.len(),
+        labeled,
+    )?;
     check_header_len(
         "RawBatch",
         h.seq,
@@ -215,17 +236,39 @@ pub fn encode_view_batch(batch: &ViewBatch, out: &mut [u8]) -> Result<usize, Slo
     let labeled = batch.labels.len();
     let unlabeled = batch.unlabeled_indices.len();
     let image = image_bytes(batch.height, batch.width).unwrap_or(usize::MAX);
-    let expected = |count: usize| image.checked_mul(count).unwrap_or(usize::MAX);
+    let expected = |count: usize| image.saturating_mul(count);
     check_len(seq, "labeled_indices", batch.labeled_indices.len(), labeled)?;
-    check_len(seq, "unlabeled_true_labels", batch.unlabeled_true_labels.len(), unlabeled)?;
-    check_len(seq, "labeled_weak", batch.labeled_weak.len(), expected(labeled))?;
-    check_len(seq, "unlabeled_weak", batch.unlabeled_weak.len(), expected(unlabeled))?;
-    check_len(seq, "unlabeled_strong", batch.unlabeled_strong.len(), expected(unlabeled))?;
+    check_len(
+        seq,
+        "unlabeled_true_labels",
+        batch.unlabeled_true_labels.len(),
+        unlabeled,
+    )?;
+    check_len(
+        seq,
+        "labeled_weak",
+        batch.labeled_weak.len(),
+        expected(labeled),
+    )?;
+    check_len(
+        seq,
+        "unlabeled_weak",
+        batch.unlabeled_weak.len(),
+        expected(unlabeled),
+    )?;
+    check_len(
+        seq,
+        "unlabeled_strong",
+        batch.unlabeled_strong.len(),
+        expected(unlabeled),
+    )?;
+
     // An empty contrast part means the contrast view is switched off.
     let contrast_len = batch.unlabeled_contrast.len();
     if contrast_len != 0 {
         check_len(seq, "unlabeled_contrast", contrast_len, expected(unlabeled))?;
     }
+
     encode(
         &view_header(batch),
         &[
@@ -249,7 +292,13 @@ pub fn decode_view_batch(slot: &[u8]) -> Result<ViewBatch, SlotError> {
     };
     let labeled = h.labels.len();
     let unlabeled = h.unlabeled_indices.len();
-    check_header_len("ViewBatch", h.seq, "labeled_indices", h.labeled_indices.len(), labeled)?;
+    check_header_len(
+        "ViewBatch",
+        h.seq,
+        "labeled_indices",
+        h.labeled_indices.len(),
+        labeled,
+    )?;
     check_header_len(
         "ViewBatch",
         h.seq,
@@ -258,7 +307,12 @@ pub fn decode_view_batch(slot: &[u8]) -> Result<ViewBatch, SlotError> {
         unlabeled,
     )?;
     let contrast = if h.has_contrast { unlabeled } else { 0 };
-    let [labeled_weak, unlabeled_weak, unlabeled_strong, unlabeled_contrast] = split_payload(
+    let [
+        labeled_weak,
+        unlabeled_weak,
+        unlabeled_strong,
+        unlabeled_contrast,
+    ] = split_payload(
         "ViewBatch",
         h.seq,
         payload,

@@ -11,14 +11,13 @@
 //! before it reads any header field, then checks the payload length against what the header
 //! implies. Every malformed slot gives a [`SlotError`], never a panic.
 //!
-//! Payload of each kind, in order: `Test` the test bytes; `RawBatch` labeled images then
-//! unlabeled images; `ViewBatch` labeled weak views, unlabeled weak, unlabeled strong, then
-//! unlabeled contrast views when present. Images are u8 HWC, `height * width * 3` bytes each.
+//! The payload of a `Test` slot is the test bytes. A `RawBatch` payload is the labeled images
+//! followed by the unlabeled images. A `ViewBatch` payload is the labeled weak views, then the
+//! unlabeled weak, strong and (when present) contrast views. Images are u8 HWC, `height * width * 3` bytes each.
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
-
 
 /// Magic bytes at the start of every encoded slot.
 pub const SLOT_MAGIC: [u8; 4] = *b"CSL1";
@@ -123,14 +122,16 @@ impl SlotHeader {
 #[non_exhaustive]
 pub enum SlotError {
     /// The slot buffer cannot hold the encoded slot.
-    #[error("slot of {capacity} bytes is too small: the encoded item needs {needed}; raise the edge's slot size")]
+    #[error(
+        "slot of {capacity} bytes is too small: the encoded item needs {needed}; raise the edge's slot size"
+    )]
     SlotTooSmall {
         /// Bytes needed.
         needed: usize,
         /// Bytes available.
         capacity: usize,
     },
-    /// The slot is shorter than its prefix, header or payload says.
+    /// The slot is shorter than its prefix, header or payload requires.
     #[error("slot of {len} bytes is truncated: its {part} needs {needed} bytes")]
     Truncated {
         /// Slot length.
@@ -141,7 +142,9 @@ pub enum SlotError {
         needed: usize,
     },
     /// The slot does not start with [`SLOT_MAGIC`].
-    #[error("slot starts with {found:02x?}, not the slot magic {SLOT_MAGIC:02x?}: the producer wrote another format or nothing")]
+    #[error(
+        "slot starts with {found:02x?}, not the slot magic {SLOT_MAGIC:02x?}: the producer wrote another format or nothing"
+    )]
     BadMagic {
         /// First four bytes.
         found: [u8; 4],
@@ -152,7 +155,7 @@ pub enum SlotError {
         /// Message of the validator.
         reason: String,
     },
-    /// The slot holds another kind than the caller expected.
+    /// The slot contains another kind than the caller expected.
     #[error("slot holds a {found} item, expected {expected}")]
     WrongKind {
         /// Kind expected by the caller.
@@ -199,7 +202,9 @@ pub enum SlotError {
         expected: usize,
     },
     /// The payload bytes do not match the header checksum.
-    #[error("test slot {seq}: payload checksum {actual:#018x} differs from the header's {expected:#018x}")]
+    #[error(
+        "test slot {seq}: payload checksum {actual:#018x} differs from the header's {expected:#018x}"
+    )]
     ChecksumMismatch {
         /// Sequence number from the header.
         seq: u64,
@@ -233,7 +238,8 @@ fn payload_offset(header_len: usize) -> usize {
 }
 
 fn archive(header: &SlotHeader) -> AlignedVec<ARCHIVE_ALIGN> {
-    // Serialising plain integers and vectors into a growable buffer cannot fail.
+    // The header contains only integers, booleans and vectors, whose serialisers fail only
+    // on allocation failure, which aborts anyway.
     rkyv::api::high::to_bytes_in::<_, rancor::Error>(header, AlignedVec::<ARCHIVE_ALIGN>::new())
         .expect("serialising a slot header into a vector")
 }
@@ -244,7 +250,11 @@ pub(crate) fn encoded_len(header: &SlotHeader, payload_len: usize) -> usize {
 }
 
 /// Writes prefix, header and payload parts into `out`; returns the bytes used.
-pub(crate) fn encode(header: &SlotHeader, parts: &[&[u8]], out: &mut [u8]) -> Result<usize, SlotError> {
+pub(crate) fn encode(
+    header: &SlotHeader,
+    parts: &[&[u8]],
+    out: &mut [u8],
+) -> Result<usize, SlotError> {
     let payload_len: usize = parts.iter().map(|p| p.len()).sum();
     let archived = archive(header);
     let offset = payload_offset(archived.len());
@@ -255,8 +265,8 @@ pub(crate) fn encode(header: &SlotHeader, parts: &[&[u8]], out: &mut [u8]) -> Re
             capacity: out.len(),
         });
     }
-    // NOTE: the archive is built in a scratch vector and copied; headers are a few KiB at
-    // most, so the copy costs far less than the payload copy.
+    // The archive is built in a scratch vector and then copied. Headers are a few KiB at most,
+    // so that copy costs far less than the payload copy.
     out[..4].copy_from_slice(&SLOT_MAGIC);
     out[4..8].copy_from_slice(&(archived.len() as u32).to_le_bytes());
     out[8..16].copy_from_slice(&(payload_len as u64).to_le_bytes());
@@ -308,7 +318,7 @@ pub fn read_header(slot: &[u8]) -> Result<(SlotHeader, &[u8]), SlotError> {
         })? as usize;
 
     let bytes = &slot[PREFIX_LEN..header_end];
-    let header = if (bytes.as_ptr() as usize) % ARCHIVE_ALIGN == 0 {
+    let header = if (bytes.as_ptr() as usize).is_multiple_of(ARCHIVE_ALIGN) {
         validate(bytes)?
     } else {
         let mut copy = AlignedVec::<ARCHIVE_ALIGN>::with_capacity(bytes.len());

@@ -4,7 +4,7 @@ use super::*;
 use crate::batch::{RawBatch, ViewBatch};
 use proptest::prelude::*;
 
-/// A 64-byte aligned buffer, as ring slots are.
+/// Allocates a zeroed 64-byte aligned buffer, as ring slots are.
 fn slot_buffer(len: usize) -> AlignedVec<64> {
     let mut buffer = AlignedVec::<64>::with_capacity(len);
     buffer.resize(len, 0);
@@ -97,7 +97,10 @@ fn misaligned_input_still_decodes() {
 fn encode_rejects_small_slot_and_bad_batch() {
     let mut slot = slot_buffer(64);
     let result = encode_test(1, &[0; 100], &mut slot);
-    assert!(matches!(result, Err(SlotError::SlotTooSmall { capacity: 64, .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(SlotError::SlotTooSmall { capacity: 64, .. })),
+        "{result:?}"
+    );
 
     let mut batch = sample_raw_batch(2, 2);
     batch.labels.pop();
@@ -117,7 +120,13 @@ fn encode_rejects_small_slot_and_bad_batch() {
     view.unlabeled_contrast.pop();
     let result = encode_view_batch(&view, &mut slot);
     assert!(
-        matches!(result, Err(SlotError::InvalidBatch { field: "unlabeled_contrast", .. })),
+        matches!(
+            result,
+            Err(SlotError::InvalidBatch {
+                field: "unlabeled_contrast",
+                ..
+            })
+        ),
         "{result:?}"
     );
 }
@@ -135,8 +144,14 @@ fn decode_rejects_wrong_kind() {
         })
     );
     encode_raw_batch(&sample_raw_batch(1, 1), &mut slot).expect("encode batch");
-    assert!(matches!(decode_view_batch(&slot), Err(SlotError::WrongKind { .. })));
-    assert!(matches!(decode_test(&slot), Err(SlotError::WrongKind { .. })));
+    assert!(matches!(
+        decode_view_batch(&slot),
+        Err(SlotError::WrongKind { .. })
+    ));
+    assert!(matches!(
+        decode_test(&slot),
+        Err(SlotError::WrongKind { .. })
+    ));
 }
 
 /// Encodes a reference test slot: payload of 40 bytes, sequence 77.
@@ -153,9 +168,18 @@ fn header_len(slot: &[u8]) -> usize {
 #[test]
 fn corrupted_slots_give_typed_errors() {
     type Corruption = fn(&mut Vec<u8>);
-    let cases: Vec<(&str, Corruption, fn(&SlotError) -> bool)> = vec![
-        ("empty", |s| s.clear(), |e| matches!(e, SlotError::Truncated { part: "prefix", .. })),
-        ("magic", |s| s[0] = b'X', |e| matches!(e, SlotError::BadMagic { .. })),
+    type Expectation = fn(&SlotError) -> bool;
+    let cases: Vec<(&str, Corruption, Expectation)> = vec![
+        (
+            "empty",
+            |s| s.clear(),
+            |e| matches!(e, SlotError::Truncated { part: "prefix", .. }),
+        ),
+        (
+            "magic",
+            |s| s[0] = b'X',
+            |e| matches!(e, SlotError::BadMagic { .. }),
+        ),
         (
             "header length past end",
             |s| s[4..8].copy_from_slice(&10_000u32.to_le_bytes()),
@@ -169,17 +193,42 @@ fn corrupted_slots_give_typed_errors() {
         (
             "payload length past end",
             |s| s[8..16].copy_from_slice(&1_000_000u64.to_le_bytes()),
-            |e| matches!(e, SlotError::Truncated { part: "payload", .. }),
+            |e| {
+                matches!(
+                    e,
+                    SlotError::Truncated {
+                        part: "payload",
+                        ..
+                    }
+                )
+            },
         ),
         (
             "payload length u64::MAX",
             |s| s[8..16].copy_from_slice(&u64::MAX.to_le_bytes()),
-            |e| matches!(e, SlotError::Truncated { part: "payload", .. }),
+            |e| {
+                matches!(
+                    e,
+                    SlotError::Truncated {
+                        part: "payload",
+                        ..
+                    }
+                )
+            },
         ),
         (
             "payload shorter than header says",
             |s| s[8..16].copy_from_slice(&39u64.to_le_bytes()),
-            |e| matches!(e, SlotError::PayloadLength { expected: 40, actual: 39, .. }),
+            |e| {
+                matches!(
+                    e,
+                    SlotError::PayloadLength {
+                        expected: 40,
+                        actual: 39,
+                        ..
+                    }
+                )
+            },
         ),
         (
             "payload byte flipped",
@@ -263,7 +312,11 @@ fn corrupted_batch_header_lists_give_typed_errors() {
     encode(&header, &[&[0; 5]], &mut slot).expect("encode");
     assert!(matches!(
         decode_view_batch(&slot),
-        Err(SlotError::PayloadLength { expected: 3, actual: 5, .. })
+        Err(SlotError::PayloadLength {
+            expected: 3,
+            actual: 5,
+            ..
+        })
     ));
 
     // Image dimensions whose product overflows.
@@ -278,7 +331,10 @@ fn corrupted_batch_header_lists_give_typed_errors() {
         unlabeled_indices: vec![],
     });
     encode(&header, &[&[0; 5]], &mut slot).expect("encode");
-    assert!(matches!(decode_raw_batch(&slot), Err(SlotError::PayloadLength { .. })));
+    assert!(matches!(
+        decode_raw_batch(&slot),
+        Err(SlotError::PayloadLength { .. })
+    ));
 }
 
 #[test]
