@@ -134,6 +134,7 @@ fn run_child_role() -> bool {
     match role.as_str() {
         "producer" => produce(&paths),
         "relay" => relay(paths[0], paths[1]),
+        "drain" => drain(paths[0]),
         other => panic!("unknown stress role {other}"),
     }
     true
@@ -171,6 +172,20 @@ fn relay(input: &str, output: &str) {
         slot_in.release();
     }
     producer.close();
+}
+
+/// Consumes and checks slots in order until the ring closes (or the process is killed).
+fn drain(path: &str) {
+    let pool = pool();
+    let mut consumer = Consumer::open(path).expect("open drain consumer");
+    let mut expected = consumer.popped();
+    while let Some(slot_in) = consumer.peek().expect("drain peek") {
+        let test = slot::decode_test(&slot_in).expect("drain decode");
+        assert_eq!(test.seq, expected);
+        assert_eq!(test.payload, payload(&pool, test.seq));
+        slot_in.release();
+        expected += 1;
+    }
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -298,4 +313,77 @@ fn stress_replicated_pair_across_processes() {
         tally.received,
         start.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn killed_consumer_successor_resumes_at_tail() {
+    const SLOTS: u64 = 200_000;
+    const KILL_AFTER: u64 = 50_000;
+    if run_child_role() {
+        return;
+    }
+    let mut run = Run::new(&["restart"]);
+    let path = run.rings[0].clone();
+    run.spawn(
+        "killed_consumer_successor_resumes_at_tail",
+        "drain",
+        &[&path],
+    );
+    let producer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let pool = pool();
+            let mut producer = Producer::open(&path).expect("open producer");
+            for seq in 0..SLOTS {
+                let mut out = producer.reserve().expect("reserve");
+                let len = slot::encode_test(seq, payload(&pool, seq), &mut out).expect("encode");
+                out.commit(len);
+            }
+            producer.close();
+        })
+    };
+
+    // SIGKILL the consumer mid-stream, at whatever point of peek or release it has reached.
+    let monitor = Monitor::open(&path).expect("monitor");
+    let deadline = Instant::now() + TIMEOUT;
+    while monitor.stats().pops < KILL_AFTER {
+        assert!(
+            Instant::now() < deadline,
+            "consumer stalled: {:?}",
+            monitor.stats()
+        );
+        std::thread::yield_now();
+    }
+    let (_, mut child) = run.children.pop().expect("drain child");
+    child.kill().expect("kill consumer");
+    let status = child.wait().expect("reap consumer");
+    assert!(
+        !status.success(),
+        "consumer exited before the kill: {status}"
+    );
+
+    // The successor starts at the ring's tail: every released slot was consumed and checked,
+    // and the first unreleased one (possibly peeked by the killed consumer) comes next.
+    let pool = pool();
+    let mut consumer = Consumer::open(&path).expect("successor consumer");
+    let tail = consumer.popped();
+    assert!(tail >= KILL_AFTER, "tail {tail}");
+    let mut expected = tail;
+    loop {
+        let slot_in = match consumer.peek_deadline(deadline).expect("successor peek") {
+            Peeked::Slot(slot_in) => slot_in,
+            Peeked::Closed => break,
+            Peeked::Empty => panic!("successor timed out at seq {expected}"),
+        };
+        let test = slot::decode_test(&slot_in).expect("successor decode");
+        assert_eq!(test.seq, expected);
+        assert_eq!(test.payload, payload(&pool, expected));
+        slot_in.release();
+        expected += 1;
+    }
+    producer.join().expect("producer thread");
+    assert_eq!(expected, SLOTS);
+    let stats = monitor.stats();
+    assert_eq!((stats.head, stats.tail), (SLOTS, SLOTS));
+    assert_eq!(stats.consumer_pid, Some(std::process::id()));
 }
