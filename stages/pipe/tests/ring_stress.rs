@@ -165,10 +165,11 @@ fn relay(input: &str, output: &str) {
     let mut consumer = Consumer::open(input).expect("open relay input");
     let mut producer = Producer::open(output).expect("open relay output");
     while let Some(slot_in) = consumer.peek().expect("relay peek") {
-        let test = slot::decode_test(&slot_in).expect("relay decode");
+        slot::decode_test(&slot_in).expect("relay decode");
+        // A relay passes the checked item on unchanged, so the encoded bytes are copied as is.
         let mut out = producer.reserve().expect("relay reserve");
-        let len = slot::encode_test(test.seq, test.payload, &mut out).expect("relay encode");
-        out.commit(len);
+        out[..slot_in.len()].copy_from_slice(&slot_in);
+        out.commit(slot_in.len());
         slot_in.release();
     }
     producer.close();
@@ -204,8 +205,9 @@ fn merge(paths: &[PathBuf], deadline: Instant) -> Tally {
         .iter()
         .map(|p| Consumer::open(p).expect("open consumer"))
         .collect();
-    // Sequence number at the head of each ring; None once the ring ended.
-    let mut heads: Vec<Option<u64>> = vec![None; consumers.len()];
+    // Sequence number at the head of each ring and whether its payload checked out; None
+    // while the head is not yet read or once the ring ended.
+    let mut heads: Vec<Option<(u64, bool)>> = vec![None; consumers.len()];
     let mut last_seen: Vec<Option<u64>> = vec![None; consumers.len()];
     let mut open: Vec<bool> = vec![true; consumers.len()];
     let mut tally = Tally::default();
@@ -216,16 +218,19 @@ fn merge(paths: &[PathBuf], deadline: Instant) -> Tally {
                 continue;
             }
             match consumer.peek_deadline(deadline).expect("merge peek") {
-                Peeked::Slot(s) => heads[i] = Some(slot::read_seq(&s).expect("read seq")),
+                Peeked::Slot(s) => {
+                    let test = slot::decode_test(&s).expect("decode test slot");
+                    heads[i] = Some((test.seq, test.payload == payload(&pool, test.seq)));
+                }
                 Peeked::Closed => open[i] = false,
                 Peeked::Empty => panic!("timed out at seq {expected}: {tally:?}"),
             }
         }
-        let Some((ring, seq)) = heads
+        let Some((ring, (seq, payload_ok))) = heads
             .iter()
             .enumerate()
-            .filter_map(|(i, h)| h.map(|s| (i, s)))
-            .min_by_key(|&(_, s)| s)
+            .filter_map(|(i, h)| h.map(|head| (i, head)))
+            .min_by_key(|&(_, (seq, _))| seq)
         else {
             break;
         };
@@ -233,13 +238,13 @@ fn merge(paths: &[PathBuf], deadline: Instant) -> Tally {
             tally.out_of_order += 1;
         }
         last_seen[ring] = Some(seq);
+        if !payload_ok {
+            tally.bad_payload += 1;
+        }
+        // The head slot was peeked but not released, so the next peek returns it again.
         let Peeked::Slot(s) = consumers[ring].try_peek().expect("re-peek") else {
             panic!("slot at head of ring {ring} disappeared");
         };
-        match slot::decode_test(&s) {
-            Ok(test) if test.payload == payload(&pool, seq) => {}
-            _ => tally.bad_payload += 1,
-        }
         s.release();
         heads[ring] = None;
         tally.received += 1;
