@@ -13,7 +13,11 @@ use super::segment::Segment;
 use super::{RingError, WAIT_SLICE};
 use crate::shm::pid_alive;
 
-/// Records this process's pid in `word`, unless another live process holds it.
+/// Records this process's pid in `word`, unless another live process is attached there.
+///
+/// NOTE: an attached process that died without detaching is recognised by its pid no longer
+/// existing. If the pid was reused by an unrelated process meanwhile, attaching fails with
+/// [`RingError::PeerAttached`] naming that pid.
 fn attach(segment: &Segment, word: &AtomicU32, role: &'static str) -> Result<(), RingError> {
     let me = std::process::id();
     let mut current = word.load(Acquire);

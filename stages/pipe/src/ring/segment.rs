@@ -219,6 +219,15 @@ impl Segment {
                 geometry.total_len
             )));
         }
+        // Tail first: head only grows, so a consistent ring reads tail <= head here.
+        let tail = header.cursors.tail();
+        let head = header.cursors.head();
+        if head < tail || head - tail > u64::from(geometry.slot_count) {
+            return Err(corrupt(format!(
+                "cursors head {head} and tail {tail} break tail <= head <= tail + {}",
+                geometry.slot_count
+            )));
+        }
         Ok(Segment {
             map,
             path: path.to_owned(),

@@ -231,6 +231,20 @@ fn open_rejects_foreign_and_corrupt_files() {
         result.err()
     );
 
+    file.write_all_at(&4u32.to_le_bytes(), 12)
+        .expect("restore count");
+    Monitor::open(&ring.0).expect("restored header opens");
+    // A tail past the head (the tail cursor starts on the third 128-byte line).
+    let tail_offset = std::mem::offset_of!(segment::Header, cursors) as u64 + 128;
+    file.write_all_at(&7u64.to_le_bytes(), tail_offset)
+        .expect("write tail");
+    let result = Producer::open(&ring.0);
+    assert!(
+        matches!(result, Err(RingError::Corrupt { .. })),
+        "{:?}",
+        result.err()
+    );
+
     let short = segment_path(&new_run_id(), "ring-short");
     std::fs::write(&short, b"tiny").expect("write short file");
     let result = Monitor::open(&short);

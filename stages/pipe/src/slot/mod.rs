@@ -117,6 +117,16 @@ impl SlotHeader {
     }
 }
 
+impl ArchivedSlotHeader {
+    fn kind(&self) -> &'static str {
+        match self {
+            ArchivedSlotHeader::Test(_) => "Test",
+            ArchivedSlotHeader::RawBatch(_) => "RawBatch",
+            ArchivedSlotHeader::ViewBatch(_) => "ViewBatch",
+        }
+    }
+}
+
 /// Errors of slot encoding and decoding.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -279,8 +289,12 @@ pub(crate) fn encode(
     Ok(needed)
 }
 
-/// Validates the prefix and header of `slot`; returns the header and the payload bytes.
-pub fn read_header(slot: &[u8]) -> Result<(SlotHeader, &[u8]), SlotError> {
+/// Validates the prefix and header of `slot`, then calls `read` with the validated archived
+/// header and the payload bytes.
+fn with_archived<'a, R>(
+    slot: &'a [u8],
+    read: impl FnOnce(&ArchivedSlotHeader, &'a [u8]) -> Result<R, SlotError>,
+) -> Result<R, SlotError> {
     if slot.len() < PREFIX_LEN {
         return Err(SlotError::Truncated {
             len: slot.len(),
@@ -317,28 +331,45 @@ pub fn read_header(slot: &[u8]) -> Result<(SlotHeader, &[u8]), SlotError> {
                 .saturating_add(offset),
         })? as usize;
 
+    let payload = &slot[offset..payload_end];
     let bytes = &slot[PREFIX_LEN..header_end];
-    let header = if (bytes.as_ptr() as usize).is_multiple_of(ARCHIVE_ALIGN) {
-        validate(bytes)?
+    if (bytes.as_ptr() as usize).is_multiple_of(ARCHIVE_ALIGN) {
+        read(validate(bytes)?, payload)
     } else {
         let mut copy = AlignedVec::<ARCHIVE_ALIGN>::with_capacity(bytes.len());
         copy.extend_from_slice(bytes);
-        validate(&copy)?
-    };
-    Ok((header, &slot[offset..payload_end]))
+        read(validate(&copy)?, payload)
+    }
 }
 
-fn validate(bytes: &[u8]) -> Result<SlotHeader, SlotError> {
-    let invalid = |e: rancor::Error| SlotError::InvalidHeader {
-        reason: e.to_string(),
-    };
-    let archived = rkyv::access::<ArchivedSlotHeader, rancor::Error>(bytes).map_err(invalid)?;
-    rkyv::deserialize::<SlotHeader, rancor::Error>(archived).map_err(invalid)
+fn invalid_header(error: rancor::Error) -> SlotError {
+    SlotError::InvalidHeader {
+        reason: error.to_string(),
+    }
+}
+
+fn validate(bytes: &[u8]) -> Result<&ArchivedSlotHeader, SlotError> {
+    rkyv::access::<ArchivedSlotHeader, rancor::Error>(bytes).map_err(invalid_header)
+}
+
+/// Validates the prefix and header of `slot`; returns the header and the payload bytes.
+pub fn read_header(slot: &[u8]) -> Result<(SlotHeader, &[u8]), SlotError> {
+    with_archived(slot, |archived, payload| {
+        let header =
+            rkyv::deserialize::<SlotHeader, rancor::Error>(archived).map_err(invalid_header)?;
+        Ok((header, payload))
+    })
 }
 
 /// Sequence number of any slot, after validating its header.
 pub fn read_seq(slot: &[u8]) -> Result<u64, SlotError> {
-    Ok(read_header(slot)?.0.seq())
+    with_archived(slot, |archived, _| {
+        Ok(match archived {
+            ArchivedSlotHeader::Test(h) => h.seq.to_native(),
+            ArchivedSlotHeader::RawBatch(h) => h.seq.to_native(),
+            ArchivedSlotHeader::ViewBatch(h) => h.seq.to_native(),
+        })
+    })
 }
 
 /// A decoded test slot: its sequence number and checksum-verified payload.
@@ -372,13 +403,20 @@ pub fn encode_test(seq: u64, payload: &[u8], out: &mut [u8]) -> Result<usize, Sl
 
 /// Decodes a test slot and verifies its length and checksum.
 pub fn decode_test(slot: &[u8]) -> Result<TestPayload<'_>, SlotError> {
-    let (header, payload) = read_header(slot)?;
-    let SlotHeader::Test(test) = header else {
-        return Err(SlotError::WrongKind {
+    let (test, payload) = with_archived(slot, |archived, payload| match archived {
+        ArchivedSlotHeader::Test(h) => Ok((
+            TestHeader {
+                seq: h.seq.to_native(),
+                len: h.len.to_native(),
+                checksum: h.checksum.to_native(),
+            },
+            payload,
+        )),
+        other => Err(SlotError::WrongKind {
             expected: "Test",
-            found: header.kind(),
-        });
-    };
+            found: other.kind(),
+        }),
+    })?;
     if test.len != payload.len() as u64 {
         return Err(SlotError::PayloadLength {
             kind: "Test",
