@@ -269,3 +269,48 @@ fn restarted_replica_loses_and_repeats_nothing() {
     assert!(summary.ends_with("stopped_early false\n"), "{summary}");
     assert!(segments_of(run.pid()).is_empty());
 }
+
+#[test]
+fn stale_segment_of_dead_run_is_removed() {
+    let mut exited = Command::new("true").spawn().expect("spawn true");
+    let dead_pid = exited.id();
+    exited.wait().expect("wait for true");
+    let stale = PathBuf::from(format!("/dev/shm/ccssl-{dead_pid}.0-stale-edge"));
+    std::fs::write(&stale, b"left by a killed run").expect("write stale segment");
+
+    let mut run = Run::start(
+        &smoke_graph(),
+        &["stages.source.count=10", "stages.sink.expect=10"],
+    );
+    let status = run.wait_exit(RUN_TIMEOUT).expect("run timed out");
+    let still_there = stale.exists();
+    let _ = std::fs::remove_file(&stale);
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", run.stderr());
+    assert!(!still_there, "{} was not removed", stale.display());
+}
+
+#[test]
+fn failed_start_leaves_nothing_behind() {
+    // An executable whose interpreter does not exist passes validation but cannot be started.
+    let dir = TempDir::new("bad-exec");
+    let program = dir.path().join("broken-stage");
+    std::fs::write(&program, "#!/nonexistent/interpreter\n").expect("write script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let set = format!("stages.external.program=\"{}\"", program.display());
+    let graph = repo_root().join("tests/fixtures/exec-relay.ron");
+    let mut run = Run::start(&graph, &[&set]);
+    let status = run.wait_exit(RUN_TIMEOUT).expect("run timed out");
+    let stderr = run.stderr();
+    assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("stage \"external\" replica 0: cannot start "),
+        "{stderr}"
+    );
+    assert!(segments_of(run.pid()).is_empty(), "segments left");
+    assert!(
+        entries(&run.out.path().join("runs")).is_empty(),
+        "run directory left"
+    );
+}

@@ -99,7 +99,18 @@ pub fn run_main() -> ExitCode {
     let _ = args.headless;
     let mut observer = Headless::new("ccssl-run");
     match supervisor::run(&plan, &options, &mut observer) {
-        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        Ok(outcome) => {
+            if let Some(failure) = &outcome.failure {
+                eprintln!(
+                    "ccssl-run: run failed: {failure}; log: {}",
+                    outcome.run_dir.join("train.log").display()
+                );
+                for line in &outcome.failure_log {
+                    eprintln!("ccssl-run:   {line}");
+                }
+            }
+            ExitCode::from(outcome.exit_code())
+        }
         Err(err) => {
             eprintln!("ccssl-run: {err:#}");
             ExitCode::from(EXIT_FAILED)

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use ccssl_pipe::graph::{Plan, Restart, StageSpec};
-use ccssl_pipe::metrics::MetricsBlock;
+use ccssl_pipe::metrics::{MetricsBlock, StageState};
 use ccssl_pipe::ring::Monitor;
 
 pub use observer::{
@@ -35,6 +35,14 @@ use crate::cli::{EXIT_FAILED, EXIT_INTERRUPTED};
 
 /// Period of the supervisor loop: the delay between a child's death and its handling.
 pub const TICK: Duration = Duration::from_millis(20);
+
+/// Age of a running stage's heartbeat after which the supervisor logs a warning. The runtime
+/// beats at least every 100 ms while it waits on a ring, so only a stage stuck in its own work
+/// for this long is reported.
+pub const HEARTBEAT_STALE: Duration = Duration::from_secs(10);
+
+/// Log lines of the failed stage shown when a run fails.
+const FAILURE_LOG_LINES: usize = 5;
 
 /// Settings of a run that do not come from the graph.
 #[derive(Clone, Debug)]
@@ -64,6 +72,10 @@ pub struct Outcome {
     pub run_dir: PathBuf,
     /// The first stage failure, as a sentence naming the stage and how it ended.
     pub failure: Option<String>,
+    /// Stage name and replica index of the first failure.
+    pub failed_replica: Option<(String, u32)>,
+    /// The last lines the failed replica wrote to `train.log`.
+    pub failure_log: Vec<String>,
     /// Whether a stop was requested.
     pub interrupted: bool,
 }
@@ -161,9 +173,12 @@ pub fn run<S: StageSpec>(
     resources.started = true;
     write_pids(plan, &resources, &children);
 
-    let outcome = supervise(
+    let mut outcome = supervise(
         plan, options, observer, &resources, &log, &blocks, &monitors, children,
     );
+    if let Some((stage, replica)) = &outcome.failed_replica {
+        outcome.failure_log = last_log_lines(&resources.log_path, stage, *replica);
+    }
     tracing::info!(exit_code = outcome.exit_code(), "run finished");
     Ok(outcome)
 }
@@ -184,6 +199,8 @@ fn supervise<S: StageSpec>(
     let mut phase = Phase::Running;
     let mut signals_seen = 0;
     let mut failure: Option<String> = None;
+    let mut failed_replica = None;
+    let mut stale_warned = vec![false; children.len()];
     let mut interrupted = false;
     let mut restarts = vec![0u32; plan.stages.len()];
     loop {
@@ -266,6 +283,7 @@ fn supervise<S: StageSpec>(
                     "stage \"{}\" replica {replica} (pid {pid}) {status}",
                     stage.name
                 ));
+                failed_replica = Some((stage.name.clone(), replica));
                 observer.event(&RunEvent::Failed {
                     stage: stage.name.clone(),
                     replica,
@@ -280,10 +298,15 @@ fn supervise<S: StageSpec>(
             }
         }
 
+        stale_warned.resize(children.len(), false);
+        warn_stale_heartbeats(plan, blocks, &children, &mut stale_warned);
+
         if children.iter().all(|c| c.exit.is_some()) {
             return Outcome {
                 run_dir: resources.run_dir.clone(),
                 failure,
+                failed_replica,
+                failure_log: Vec::new(),
                 interrupted,
             };
         }
@@ -297,6 +320,46 @@ fn supervise<S: StageSpec>(
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// Logs, once per process, a running stage whose heartbeat is older than [`HEARTBEAT_STALE`].
+fn warn_stale_heartbeats<S: StageSpec>(
+    plan: &Plan<S>,
+    blocks: &[MetricsBlock],
+    children: &[Child],
+    warned: &mut [bool],
+) {
+    let now = ccssl_pipe::metrics::now_ns();
+    for (child, warned) in children.iter().zip(warned.iter_mut()) {
+        if *warned || child.exit.is_some() {
+            continue;
+        }
+        let Some(record) = blocks[child.stage].replica(child.replica) else {
+            continue;
+        };
+        let snapshot = record.snapshot();
+        let age = Duration::from_nanos(now.saturating_sub(snapshot.heartbeat_ns));
+        if snapshot.state == Some(StageState::Running)
+            && snapshot.pid == child.pid
+            && age > HEARTBEAT_STALE
+        {
+            *warned = true;
+            tracing::warn!(stage = %plan.stages[child.stage].name, replica = child.replica, pid = child.pid, "no heartbeat for {:.0} s; the stage may be stuck", age.as_secs_f64());
+        }
+    }
+}
+
+/// Returns the last [`FAILURE_LOG_LINES`] lines that replica `replica` of `stage` wrote to the
+/// log, recognised by the span its runtime opens (`stage{name=.. replica=..}`).
+fn last_log_lines(log: &std::path::Path, stage: &str, replica: u32) -> Vec<String> {
+    let marker = format!("stage{{name={stage} replica={replica}}}");
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains(&marker))
+        .map(str::to_string)
+        .collect();
+    lines[lines.len().saturating_sub(FAILURE_LOG_LINES)..].to_vec()
 }
 
 /// Starts replica `replica` of stage `index` and records its pid in the metrics block.

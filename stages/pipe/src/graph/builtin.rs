@@ -1,4 +1,4 @@
-//! Stage kinds this crate knows: the test stages and `Exec`.
+//! Stage kinds defined in this crate: the test stages and `Exec`.
 
 use serde::{Deserialize, Serialize};
 

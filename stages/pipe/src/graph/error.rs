@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-/// Where in the input a graph problem sits.
+/// Location of a graph problem in the input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Place {
@@ -58,7 +58,7 @@ pub enum GraphError {
     /// kind, a value of the wrong type.
     #[error("{place}: {subject}{message}")]
     Syntax {
-        /// Where the parser stopped.
+        /// Position at which the parser stopped.
         place: Place,
         /// `stage "x": ` or `edge 2: ` when the position lies inside one, else empty.
         subject: String,
@@ -80,13 +80,13 @@ pub enum GraphError {
     Override {
         /// The override as given.
         assignment: String,
-        /// Why it cannot be applied.
+        /// Reason it cannot be applied.
         message: String,
     },
 }
 
 impl GraphError {
-    /// Where the problem sits, when it is known.
+    /// Returns the location of the problem, when it is known.
     pub fn place(&self) -> Option<&Place> {
         match self {
             GraphError::Syntax { place, .. } | GraphError::Invalid { place, .. } => Some(place),

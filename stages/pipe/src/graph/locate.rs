@@ -1,6 +1,6 @@
 //! Finding values inside RON text by path (`stages.relay.replicas`, `edges.0.slots`).
 //!
-//! serde forgets where a value came from, so validation errors and `--set` overrides locate
+//! serde keeps no position for a value, so validation errors and `--set` overrides locate
 //! their value again in the source text. This is a small scanner, not a full RON parser: it
 //! knows strings (plain and raw), chars, comments and bracket nesting, which is all it needs to
 //! find the span of a struct field, a map entry or a list item. Text that the scanner cannot
@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-/// Where a path leads in the text.
+/// Result of following a path through the text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Found {
     /// The value exists at this byte range; `key` is the range of its field name, map key or,
@@ -22,7 +22,7 @@ pub(crate) enum Found {
     MissingField { open: usize },
 }
 
-/// Why a path cannot be followed, as a sentence fragment for error messages.
+/// Reason a path cannot be followed, as a sentence fragment for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct NotFound(pub String);
 

@@ -58,7 +58,7 @@ pub const MAX_SLOT_BYTES: u64 = 1 << 30;
 /// Most restarts `OnFailure(max: N)` may allow.
 pub const MAX_RESTARTS: u32 = 1000;
 
-/// What the supervisor does when a stage process fails.
+/// Policy of the supervisor for a failed stage process.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Restart {
     /// A failed stage fails the run.
@@ -74,9 +74,9 @@ pub enum Restart {
 /// How many edges a stage kind accepts on each side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ports {
-    /// Fewest and most input edges.
+    /// Minimum and maximum number of input edges.
     pub inputs: (usize, usize),
-    /// Fewest and most output edges.
+    /// Minimum and maximum number of output edges.
     pub outputs: (usize, usize),
 }
 
@@ -101,16 +101,17 @@ pub trait StageSpec: DeserializeOwned + Serialize + Clone + fmt::Debug {
     fn replicas(&self) -> u32;
     /// Restart policy the config sets.
     fn restart(&self) -> Restart;
-    /// Whether the stage carries state from one item to the next, which rules out replicas and
+    /// Returns whether the stage carries state from one item to the next, which rules out replicas and
     /// restarts.
     fn stateful(&self) -> bool;
     /// Edges the kind accepts.
     fn ports(&self) -> Ports;
-    /// Bytes each output slot needs, when the kind knows; an edge without `slot_bytes` uses it.
+    /// Returns the bytes each output slot needs, if the kind fixes them; an edge without
+    /// `slot_bytes` uses this size.
     fn output_slot_bytes(&self) -> Option<u64>;
     /// Checks the kind's own fields.
     fn check(&self) -> Result<(), SpecProblem>;
-    /// The external program, for a stage that runs one.
+    /// Returns the external program, for a stage that runs one.
     fn exec(&self) -> Option<&ExecConfig>;
 }
 

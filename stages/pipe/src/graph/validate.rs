@@ -44,7 +44,7 @@ pub struct StagePlan<S> {
     pub replicas: u32,
     /// Restart policy; always `Never` for a stateful stage.
     pub restart: Restart,
-    /// What the supervisor starts for each replica.
+    /// Program the supervisor starts for each replica.
     pub program: Program,
     /// Indices into [`Plan::edges`] of the edges into this stage, in file order.
     pub inputs: Vec<usize>,
@@ -346,11 +346,6 @@ fn check_stage<S: StageSpec>(
     spec: &S,
 ) -> Result<StagePlan<S>, GraphError> {
     let subject = format!("stage \"{name}\"");
-    let path = |field: &'static str| -> Vec<&str> {
-        let mut p = vec!["stages", name];
-        p.extend(field.split('.').filter(|s| !s.is_empty()));
-        p
-    };
     if !valid_stage_name(name) {
         return Err(checker.invalid(
             &["stages", name],
@@ -376,39 +371,8 @@ fn check_stage<S: StageSpec>(
             message: "duplicate stage name; expected each stage name once".to_string(),
         });
     }
-    let replicas = spec.replicas();
-    if replicas == 0 || replicas > MAX_REPLICAS {
-        return Err(checker.invalid(
-            &path("replicas"),
-            subject,
-            format!("invalid replicas {replicas}; expected 1 to {MAX_REPLICAS}"),
-        ));
-    }
-    let kind = spec.kind();
-    if spec.stateful() && replicas > 1 {
-        return Err(checker.invalid(
-            &path("replicas"),
-            subject,
-            format!("replicas {replicas} on a stateful {kind} stage; expected 1, because only stateless stages can be replicated"),
-        ));
-    }
-    let restart = spec.restart();
-    if let Restart::OnFailure { max } = restart {
-        if spec.stateful() {
-            return Err(checker.invalid(
-                &path("restart"),
-                subject,
-                format!("restart OnFailure(max: {max}) on a stateful {kind} stage; expected Never, because a respawned stateful stage would lose its state"),
-            ));
-        }
-        if max == 0 || max > MAX_RESTARTS {
-            return Err(checker.invalid(
-                &path("restart.max"),
-                subject,
-                format!("invalid restart max {max}; expected 1 to {MAX_RESTARTS}"),
-            ));
-        }
-    }
+    check_replication(checker, name, spec)?;
+
     if let Err(problem) = spec.check() {
         let mut p = vec!["stages", name];
         p.extend(problem.field.split('.').filter(|s| !s.is_empty()));
@@ -429,12 +393,59 @@ fn check_stage<S: StageSpec>(
     Ok(StagePlan {
         name: name.to_string(),
         spec: spec.clone(),
-        replicas,
-        restart,
+        replicas: spec.replicas(),
+        restart: spec.restart(),
         program,
         inputs: Vec::new(),
         outputs: Vec::new(),
     })
+}
+
+/// Checks `replicas` and `restart` of a stage against its kind.
+fn check_replication<S: StageSpec>(
+    checker: &Checker,
+    name: &str,
+    spec: &S,
+) -> Result<(), GraphError> {
+    let subject = format!("stage \"{name}\"");
+    let path = |field: &'static str| -> Vec<&str> {
+        let mut p = vec!["stages", name];
+        p.extend(field.split('.'));
+        p
+    };
+    let replicas = spec.replicas();
+    if replicas == 0 || replicas > MAX_REPLICAS {
+        return Err(checker.invalid(
+            &path("replicas"),
+            subject,
+            format!("invalid replicas {replicas}; expected 1 to {MAX_REPLICAS}"),
+        ));
+    }
+    let kind = spec.kind();
+    if spec.stateful() && replicas > 1 {
+        return Err(checker.invalid(
+            &path("replicas"),
+            subject,
+            format!("replicas {replicas} on a stateful {kind} stage; expected 1, because only stateless stages can be replicated"),
+        ));
+    }
+    if let Restart::OnFailure { max } = spec.restart() {
+        if spec.stateful() {
+            return Err(checker.invalid(
+                &path("restart"),
+                subject,
+                format!("restart OnFailure(max: {max}) on a stateful {kind} stage; expected Never, because a respawned stateful stage would lose its state"),
+            ));
+        }
+        if max == 0 || max > MAX_RESTARTS {
+            return Err(checker.invalid(
+                &path("restart.max"),
+                subject,
+                format!("invalid restart max {max}; expected 1 to {MAX_RESTARTS}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Finds the executable an `Exec` stage names.

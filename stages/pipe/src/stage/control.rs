@@ -32,7 +32,7 @@ pub enum ControlError {
     Invalid {
         /// Segment path.
         path: PathBuf,
-        /// What is wrong.
+        /// Description of the problem.
         reason: String,
     },
 }
@@ -76,7 +76,7 @@ pub fn create(path: &Path, replicas: u32, inputs: u32) -> Result<(), ControlErro
                 .store(u64::from(replica), Ordering::Relaxed);
         }
     }
-    // The magic goes last, so an opener never sees a half-initialised block as valid.
+    // The magic goes last, so an opener never accepts a half-initialised block.
     block.magic().store(MAGIC, Ordering::Release);
     Ok(())
 }

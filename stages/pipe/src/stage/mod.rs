@@ -49,7 +49,7 @@ pub use ports::{Input, Item, Output};
 /// Environment variable that carries a stage's [`Launch`] as RON.
 pub const LAUNCH_ENV: &str = "CCSSL_STAGE";
 
-/// What the supervisor tells one stage replica.
+/// Launch description of one stage replica, written by the supervisor.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Launch {
@@ -123,7 +123,7 @@ pub enum StageError {
         /// Slot error.
         source: SlotError,
     },
-    /// An item arrived ahead of one that never came: an item was lost upstream.
+    /// An item arrived before the expected one, so the expected item was lost upstream.
     #[error("edge {edge}: expected item {expected}, found item {found}; an item was lost upstream")]
     Sequence {
         /// Edge name.
@@ -254,7 +254,7 @@ impl StageContext {
         &self.launch.run_dir
     }
 
-    /// The launch description.
+    /// Returns the launch description.
     pub fn launch(&self) -> &Launch {
         &self.launch
     }
@@ -270,7 +270,7 @@ impl StageContext {
             })
     }
 
-    /// Whether the supervisor asked for a graceful stop (SIGINT or SIGTERM). A stage that
+    /// Returns whether the supervisor requested a graceful stop (SIGINT or SIGTERM). A stage that
     /// creates items stops creating them; others keep draining their inputs.
     pub fn stop_requested(&self) -> bool {
         STOP.load(Ordering::Relaxed)

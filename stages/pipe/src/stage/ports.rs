@@ -34,7 +34,8 @@ pub struct Input {
     /// Replica count of this stage: the step between expected sequence numbers.
     stride: u64,
     duplicates: u64,
-    /// Where `next_seq` is kept across restarts, with this replica's and input's indices.
+    /// Control block that keeps `next_seq` across restarts, with this replica's and input's
+    /// indices into it.
     control: Arc<ControlBlock>,
     replica: u32,
     index: u32,
@@ -78,7 +79,7 @@ impl std::ops::Deref for Item<'_> {
 }
 
 impl Input {
-    /// An input resuming at the cursor stored in `control` (the replica index on a first
+    /// Creates an input resuming at the cursor stored in `control` (the replica index on a first
     /// start).
     pub(super) fn new(
         edge: String,
