@@ -93,4 +93,73 @@ mod tests {
         waker.join().expect("waker thread");
         assert!(start.elapsed() < Duration::from_secs(5));
     }
+
+    /// Environment variable naming the segment when the test binary runs as the waiting child.
+    const CHILD_ENV: &str = "CCSSL_FUTEX_CHILD_SEGMENT";
+
+    /// Maximum time the child sleeps; a wake that does not cross processes lets it run out.
+    const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+
+    fn words(map: &memmap2::MmapRaw) -> (&AtomicU32, &AtomicU32) {
+        // SAFETY: the mapping is page aligned and at least 8 bytes long, any bit pattern is a
+        // valid AtomicU32, and the mapping outlives the returned references' uses here.
+        unsafe {
+            let base = map.as_mut_ptr().cast::<AtomicU32>();
+            (&*base, &*base.add(1))
+        }
+    }
+
+    fn process_state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The state follows the parenthesised command name, which may contain spaces.
+        stat.rsplit_once(") ")?.1.chars().next()
+    }
+
+    #[test]
+    fn wake_crosses_processes() {
+        if let Ok(path) = std::env::var(CHILD_ENV) {
+            let map = crate::shm::open_segment(std::path::Path::new(&path)).expect("open");
+            let (word, ready) = words(&map);
+            ready.store(1, Ordering::Release);
+            let start = Instant::now();
+            while word.load(Ordering::Acquire) == 0 && start.elapsed() < CHILD_TIMEOUT {
+                wait(word, 0, Some(CHILD_TIMEOUT));
+            }
+            assert_eq!(word.load(Ordering::Acquire), 1, "child was never woken");
+            return;
+        }
+
+        let path = crate::shm::segment_path(&crate::shm::new_run_id(), "futex-cross");
+        let map = crate::shm::create_segment(&path, 4096).expect("create segment");
+        let (word, ready) = words(&map);
+        let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args([
+                "ring::futex::tests::wake_crosses_processes",
+                "--exact",
+                "-q",
+            ])
+            .env(CHILD_ENV, &path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        // Waits until the child announced itself and the kernel reports it sleeping, which
+        // after the announcement can only be the futex wait.
+        while ready.load(Ordering::Acquire) == 0 || process_state(child.id()) != Some('S') {
+            assert!(
+                child.try_wait().expect("poll child").is_none(),
+                "child exited early"
+            );
+            std::thread::yield_now();
+        }
+        let start = Instant::now();
+        word.store(1, Ordering::Release);
+        wake_all(word);
+        let status = child.wait().expect("wait for child");
+        let _ = std::fs::remove_file(&path);
+        assert!(status.success(), "child failed: {status}");
+        assert!(
+            start.elapsed() < CHILD_TIMEOUT / 2,
+            "woken only by its timeout"
+        );
+    }
 }
