@@ -1,5 +1,5 @@
 //! End-to-end tests of ccssl: they run the built binaries on real graphs, real shared memory
-//! and real files. The tests live in `tests/`; this library holds their shared helpers.
+//! and real files. The tests live in `tests/`, and this library contains their shared helpers.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

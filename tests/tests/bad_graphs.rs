@@ -7,7 +7,7 @@ use std::process::Command;
 
 use ccssl_tests::{TempDir, ccssl_bin, entries, repo_root, segments_of};
 
-/// What the one message must say after `ccssl-run: ` / `ccssl: `.
+/// Expected content of the one message after `ccssl-run: ` / `ccssl: `.
 enum Expected {
     /// The whole message after the fixture path (which the test prepends).
     Exact(&'static str),

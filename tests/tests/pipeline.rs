@@ -58,7 +58,7 @@ impl Run {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    /// The run directory, once the supervisor created it.
+    /// Returns the run directory, waiting until the supervisor created it.
     fn run_dir(&self) -> PathBuf {
         let runs = self.out.path().join("runs");
         wait_for(RUN_TIMEOUT, || entries(&runs).into_iter().next())

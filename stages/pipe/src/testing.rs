@@ -96,7 +96,7 @@ pub fn relay(ctx: &mut StageContext, config: &RelayConfig) -> Result<(), StageEr
     Ok(())
 }
 
-/// What a sink saw, as written to `<stage>.summary` in the run directory.
+/// Counts of a sink, as written to `<stage>.summary` in the run directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SinkSummary {
     /// Payloads received, each checked.
@@ -120,7 +120,7 @@ impl SinkSummary {
 /// Checks every payload's bytes and order, then writes the summary.
 ///
 /// NOTE: inputs are read one after the other, so a sink with two inputs fed by the same
-/// upstream stage can stall once the second ring fills; the test graphs give sinks one input.
+/// upstream stage can stall once the second ring fills. The test graphs give sinks one input.
 pub fn sink(ctx: &mut StageContext, config: &SinkConfig) -> Result<(), StageError> {
     let seed = ctx.seed();
     let summary_path = ctx.run_dir().join(format!("{}.summary", ctx.name()));

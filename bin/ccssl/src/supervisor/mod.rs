@@ -4,7 +4,7 @@
 //! every stage, then loops every [`TICK`]: it reaps exited children, handles SIGINT and
 //! SIGTERM, and shows a [`RunView`] to an [`Observer`].
 //! - A child that fails is restarted if its stage has `restart: OnFailure(max: N)` and
-//!   restarts are left; otherwise every ring is marked abandoned, so the other stages exit,
+//!   restarts are left. Otherwise every ring is marked abandoned, so the other stages exit,
 //!   and whatever still runs after [`RunOptions::fail_timeout`] is killed.
 //! - The first SIGINT or SIGTERM (or [`Control::Stop`]) sends SIGTERM to every child: sources
 //!   stop creating items and the rest drain. Children still running after
@@ -65,7 +65,7 @@ impl Default for RunOptions {
     }
 }
 
-/// How a run ended.
+/// End state of a run.
 #[derive(Clone, Debug)]
 pub struct Outcome {
     /// Run directory.
@@ -102,7 +102,7 @@ struct Child {
     exit: Option<Exit>,
 }
 
-/// Why the loop is winding down, and when it starts killing.
+/// Phase of the watch loop: running, or winding down with a deadline for killing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Running,

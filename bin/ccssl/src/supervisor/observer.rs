@@ -1,4 +1,4 @@
-//! What the supervisor reports while it runs, and the plain-text observer.
+//! Reports of the supervisor while it runs, and the plain-text observer.
 //!
 //! The supervisor loop calls [`Observer::event`] for each lifecycle event and
 //! [`Observer::tick`] about every [`TICK`](super::TICK) with a [`RunView`] of the metrics
@@ -37,7 +37,7 @@ pub enum RunEvent {
         replica: u32,
         /// Process id of the new process.
         pid: u32,
-        /// How the old process ended.
+        /// End state of the old process, as a phrase.
         status: String,
         /// Restarts of this stage so far, and the most allowed.
         count: u32,
@@ -52,7 +52,7 @@ pub enum RunEvent {
         replica: u32,
         /// Process id.
         pid: u32,
-        /// How the process ended.
+        /// End state of the process, as a phrase.
         status: String,
     },
     /// A graceful stop began (first SIGINT or SIGTERM, or the observer asked).
@@ -93,7 +93,7 @@ pub struct RingView {
     pub stats: RingStats,
 }
 
-/// What the supervisor sees of the run at one instant.
+/// State of the run at one instant, as read from the metrics blocks and rings.
 #[derive(Clone, Debug)]
 pub struct RunView {
     /// Graph name.
@@ -106,7 +106,7 @@ pub struct RunView {
     pub rings: Vec<RingView>,
 }
 
-/// What the observer asks of the supervisor after a tick.
+/// Request of the observer to the supervisor after a tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
     /// Keep running.
@@ -133,7 +133,7 @@ impl Headless {
     /// Time between progress lines.
     pub const INTERVAL: Duration = Duration::from_secs(1);
 
-    /// A printer whose lines start with `program`.
+    /// Creates a printer whose lines start with `program`.
     pub fn new(program: &str) -> Headless {
         Headless {
             program: program.to_string(),

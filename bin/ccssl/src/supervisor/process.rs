@@ -103,7 +103,7 @@ pub(crate) fn send(pid: u32, signal: libc::c_int) {
     }
 }
 
-/// How a child ended.
+/// End state of a child process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Exit {
     /// Exited with this status code.

@@ -25,9 +25,9 @@
 //! checks. Every error names the file, line and column where there is one, the stage or edge,
 //! the bad value and what is accepted.
 //!
-//! The set of stage kinds is a type parameter: this crate defines [`PipeStage`] (the test stages
-//! and `Exec`), and a binary with more kinds defines its own enum and implements [`StageSpec`]
-//! for it, reusing the config structs of this module for the kinds it shares.
+//! The set of stage kinds is a type parameter. This crate defines [`PipeStage`] (the test
+//! stages and `Exec`). A binary with more kinds defines its own enum and implements
+//! [`StageSpec`] for it, reusing the config structs of this module for the kinds it shares.
 
 mod builtin;
 mod dot;

@@ -3,8 +3,8 @@
 //!
 //! A replica advances its cursor to the next expected sequence number before it releases an
 //! input slot. A restarted replica reads the cursor back, so it expects exactly the item its
-//! predecessor had not finished: that item is still at the front of its ring, and a front item
-//! below the cursor is one whose output was already committed, which the merge drops.
+//! predecessor had not finished, which is still at the front of its ring. A front item below
+//! the cursor is one whose output was already committed, and the merge drops it.
 //!
 //! Layout: magic (u64), replica count (u32), input count (u32), then one u64 cursor per
 //! replica and input, replica-major.

@@ -24,10 +24,10 @@
 //! }
 //! ```
 //!
-//! [`main`] sets up logging to stderr (the supervisor points it at the run's `train.log`),
-//! turns SIGINT and SIGTERM into [`StageContext::stop_requested`], opens the rings and the
-//! metrics record, runs the body, closes the outputs on success and maps the result to the
-//! exit status: 0 on success, 1 on error (logged with the stage and edge names).
+//! [`main`] sets up logging to stderr, which the supervisor points at the run's `train.log`.
+//! It turns SIGINT and SIGTERM into [`StageContext::stop_requested`], opens the rings, the
+//! metrics record and the control block, and runs the body. On success it closes the outputs
+//! and exits with 0. On error it logs the error with the stage and edge names and exits with 1.
 
 mod control;
 mod ports;

@@ -1,9 +1,9 @@
 //! Stage inputs and outputs: replica fan-out by sequence number and in-order fan-in.
 //!
 //! An edge from a stage with `P` replicas to one with `C` replicas is `P * C` rings. Item `seq`
-//! is produced by replica `seq % P` and consumed by replica `seq % C`, so producer replica `p`
-//! writes `seq` into its ring towards consumer `seq % C`, and consumer replica `c` expects the
-//! sequence `c, c + C, c + 2C, ...`, reading each `seq` from the ring of producer `seq % P`.
+//! is produced by replica `seq % P` and consumed by replica `seq % C`. So producer replica `p`
+//! writes `seq` into its ring towards consumer `seq % C`. Consumer replica `c` expects the
+//! sequence `c, c + C, c + 2C, ...` and reads each `seq` from the ring of producer `seq % P`.
 //! Which replica handles an item never depends on timing, so results do not depend on the
 //! replica count.
 //!
@@ -162,9 +162,9 @@ impl Input {
                     found: seq,
                 });
             }
-            // The expected item is ready. It is peeked again below because returning a borrow
-            // from inside this loop is rejected by the borrow checker; an unreleased slot stays
-            // at the front of its ring, so the second peek returns the same slot.
+            // The expected item is ready. It is peeked again below because the borrow checker
+            // rejects returning a borrow from inside this loop. An unreleased slot stays at the
+            // front of its ring, so the second peek returns the same slot.
             break;
         }
         record_wait(metrics, started, true);
