@@ -6,16 +6,17 @@
 //! supervisor's heartbeat check and the dashboard. Readers get each field's latest value, not
 //! a consistent snapshot across fields.
 //!
-//! ```no_run
+//! ```
 //! use ccssl_pipe::metrics::{self, MetricsBlock, StageState};
 //! # fn main() -> Result<(), ccssl_pipe::metrics::MetricsError> {
-//! let path = ccssl_pipe::shm::segment_path("123.abc", "metrics-augment");
+//! let path = ccssl_pipe::shm::segment_path(&ccssl_pipe::shm::new_run_id(), "metrics-augment");
 //! metrics::create(&path, 2)?;
 //! let block = MetricsBlock::open(&path)?;
 //! let record = block.replica(1).expect("two replicas");
 //! record.set_state(StageState::Running);
 //! record.add_items_in(1);
 //! assert_eq!(record.snapshot().items_in, 1);
+//! block.unlink()?;
 //! # Ok(())
 //! # }
 //! ```

@@ -11,7 +11,7 @@
 //! The cursor protocol and its memory orderings are documented in the `protocol` module and
 //! model-checked with loom.
 //!
-//! ```no_run
+//! ```
 //! use ccssl_pipe::ring::{self, Consumer, Producer, RingConfig};
 //! # fn main() -> Result<(), ccssl_pipe::ring::RingError> {
 //! let path = ring::segment_path(&ccssl_pipe::shm::new_run_id(), "loader-to-augment");
