@@ -173,6 +173,28 @@ fn exec_stage_replaces_builtin() {
 }
 
 #[test]
+fn replica_counts_do_not_change_result() {
+    // The sink checks every payload's bytes against the source's formula and their order, so
+    // equal summaries mean equal streams, whatever the replica counts.
+    let graph = repo_root().join("tests/fixtures/two-relays.ron");
+    for sets in [
+        vec!["stages.first.replicas=1", "stages.second.replicas=1"],
+        vec![],
+        vec!["stages.first.replicas=4", "stages.second.replicas=2"],
+    ] {
+        let mut run = Run::start(&graph, &sets);
+        let status = run.wait_exit(RUN_TIMEOUT).expect("run timed out");
+        assert_eq!(status.code(), Some(0), "{sets:?} stderr:\n{}", run.stderr());
+        assert_eq!(
+            run.summary("sink"),
+            "received 3000\nduplicates_dropped 0\nstopped_early false\n",
+            "{sets:?}"
+        );
+        assert!(segments_of(run.pid()).is_empty(), "{sets:?} left segments");
+    }
+}
+
+#[test]
 fn killed_stage_fails_run_within_two_seconds() {
     for (stage, replica) in [("source", 0), ("relay", 1), ("sink", 0)] {
         let mut sets = ENDLESS.to_vec();

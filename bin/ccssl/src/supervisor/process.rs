@@ -169,3 +169,42 @@ pub(crate) fn write_pids(run_dir: &Path, lines: &str) -> Result<()> {
     std::fs::rename(&temp, run_dir.join("pids"))
         .with_context(|| format!("cannot write {}/pids", run_dir.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_describes_code_and_signal() {
+        assert_eq!(Exit::Code(3).describe(), "exited with status 3");
+        assert_eq!(
+            Exit::Signal(libc::SIGKILL).describe(),
+            "was killed by signal 9 (SIGKILL)"
+        );
+        assert_eq!(
+            Exit::Signal(64).describe(),
+            "was killed by signal 64 (unnamed signal)"
+        );
+        assert!(Exit::Code(0).success());
+        assert!(!Exit::Signal(libc::SIGTERM).success());
+    }
+
+    #[test]
+    fn reap_reports_signal_of_killed_child() {
+        let child = Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        send(pid, libc::SIGKILL);
+        let mut reaped = None;
+        for _ in 0..500 {
+            if let Some(found) = reap() {
+                reaped = Some(found);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(reaped, Some((pid, Exit::Signal(libc::SIGKILL))));
+    }
+}
