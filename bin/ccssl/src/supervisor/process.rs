@@ -190,6 +190,8 @@ mod tests {
     }
 
     #[test]
+    // The child is reaped through `reap`, which is what this test checks.
+    #[allow(clippy::zombie_processes)]
     fn reap_reports_signal_of_killed_child() {
         let child = Command::new("sleep")
             .arg("30")
