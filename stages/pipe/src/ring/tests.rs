@@ -305,3 +305,96 @@ fn threads_move_many_slots_in_order() {
     producer.join().expect("producer thread");
     assert_eq!(expected, COUNT);
 }
+
+/// One step of the model-based ring test.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Reserve, write `len` bytes and commit.
+    Push(usize),
+    /// Reserve and drop the slot without committing.
+    Abort,
+    /// Peek and release.
+    Pop,
+    /// Peek and drop the slot without releasing.
+    PeekOnly,
+    /// Drop the consumer and attach a new one, as after a restart.
+    ReopenConsumer,
+    /// Drop the producer and attach a new one.
+    ReopenProducer,
+}
+
+fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0usize..=24).prop_map(Op::Push),
+        1 => Just(Op::Abort),
+        4 => Just(Op::Pop),
+        1 => Just(Op::PeekOnly),
+        1 => Just(Op::ReopenConsumer),
+        1 => Just(Op::ReopenProducer),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// The ring behaves like a bounded FIFO queue under any sequence of non-blocking calls,
+    /// aborted reserves, unreleased peeks and reattachments.
+    #[test]
+    fn ring_matches_fifo_model(ops in proptest::collection::vec(op_strategy(), 1..120)) {
+        const CAPACITY: usize = 3;
+        let ring = TempRing::new("ring-model", 24, CAPACITY as u32);
+        let mut producer = Some(Producer::open(&ring.0).expect("producer"));
+        let mut consumer = Some(Consumer::open(&ring.0).expect("consumer"));
+        let mut model = std::collections::VecDeque::<Vec<u8>>::new();
+        let mut next_byte = 0u8;
+        for op in ops {
+            let p = producer.as_mut().expect("producer attached");
+            let c = consumer.as_mut().expect("consumer attached");
+            match op {
+                Op::Push(len) => match p.try_reserve().expect("try_reserve") {
+                    Some(mut slot) => {
+                        proptest::prop_assert!(model.len() < CAPACITY);
+                        let bytes = vec![next_byte; len];
+                        next_byte = next_byte.wrapping_add(1);
+                        slot[..len].copy_from_slice(&bytes);
+                        slot.commit(len);
+                        model.push_back(bytes);
+                    }
+                    None => proptest::prop_assert_eq!(model.len(), CAPACITY),
+                },
+                Op::Abort => {
+                    if let Some(mut slot) = p.try_reserve().expect("try_reserve") {
+                        slot.fill(0xee);
+                    }
+                }
+                Op::Pop | Op::PeekOnly => match c.try_peek().expect("try_peek") {
+                    Peeked::Slot(slot) => {
+                        let expected = if matches!(op, Op::Pop) {
+                            model.pop_front()
+                        } else {
+                            model.front().cloned()
+                        };
+                        proptest::prop_assert_eq!(Some(slot.to_vec()), expected);
+                        if matches!(op, Op::Pop) {
+                            slot.release();
+                        }
+                    }
+                    Peeked::Empty => proptest::prop_assert!(model.is_empty()),
+                    Peeked::Closed => proptest::prop_assert!(false, "ring closed unexpectedly"),
+                },
+                Op::ReopenConsumer => {
+                    // The old consumer detaches before the new one attaches.
+                    drop(consumer.take());
+                    consumer = Some(Consumer::open(&ring.0).expect("reopen consumer"));
+                }
+                Op::ReopenProducer => {
+                    drop(producer.take());
+                    producer = Some(Producer::open(&ring.0).expect("reopen producer"));
+                }
+            }
+            let stats = Monitor::open(&ring.0).expect("monitor").stats();
+            proptest::prop_assert_eq!(stats.occupancy(), model.len() as u64);
+        }
+    }
+}
