@@ -16,6 +16,7 @@
 //! unlabeled weak, strong and (when present) contrast views. Images are u8 HWC, `height * width * 3` bytes each.
 
 use rkyv::rancor;
+use rkyv::ser::writer::Buffer;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -266,21 +267,31 @@ pub(crate) fn encode(
     out: &mut [u8],
 ) -> Result<usize, SlotError> {
     let payload_len: usize = parts.iter().map(|p| p.len()).sum();
-    let archived = archive(header);
-    let offset = payload_offset(archived.len());
+    let too_small = |out: &[u8]| SlotError::SlotTooSmall {
+        needed: encoded_len(header, payload_len),
+        capacity: out.len(),
+    };
+    if out.len() < PREFIX_LEN {
+        return Err(too_small(out));
+    }
+    // The header is archived in place. rkyv pads relative to the buffer start, and slots
+    // start 64-byte aligned, so the archive is aligned where it lands.
+    let written = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
+        header,
+        Buffer::from(&mut out[PREFIX_LEN..]),
+    );
+    let Ok(header_len) = written.map(|buffer| buffer.len()) else {
+        return Err(too_small(out));
+    };
+    let offset = payload_offset(header_len);
     let needed = offset.saturating_add(payload_len);
     if needed > out.len() {
-        return Err(SlotError::SlotTooSmall {
-            needed,
-            capacity: out.len(),
-        });
+        return Err(too_small(out));
     }
-    // The archive is built in a scratch vector and then copied. Headers are a few KiB at most,
-    // so that copy costs far less than the payload copy.
+
     out[..4].copy_from_slice(&SLOT_MAGIC);
-    out[4..8].copy_from_slice(&(archived.len() as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&(header_len as u32).to_le_bytes());
     out[8..16].copy_from_slice(&(payload_len as u64).to_le_bytes());
-    out[PREFIX_LEN..PREFIX_LEN + archived.len()].copy_from_slice(&archived);
     let mut at = offset;
     for part in parts {
         out[at..at + part.len()].copy_from_slice(part);
