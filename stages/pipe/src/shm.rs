@@ -314,8 +314,9 @@ mod tests {
         drop(create_segment(&dead_path, 64).expect("create dead"));
         drop(create_segment(&live_path, 64).expect("create live"));
 
-        let removed = remove_stale_segments().expect("cleanup");
-        assert!(removed.contains(&dead_path), "{removed:?}");
+        // A concurrent run's cleanup may remove the dead segment first, so only its absence
+        // is checked, not that this call removed it.
+        remove_stale_segments().expect("cleanup");
         assert!(!dead_path.exists());
         assert!(live_path.exists());
 
