@@ -272,6 +272,15 @@ unsafe impl Send for MetricsBlock {}
 // SAFETY: as for Send.
 unsafe impl Sync for MetricsBlock {}
 
+impl std::fmt::Debug for MetricsBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsBlock")
+            .field("path", &self.path)
+            .field("replicas", &self.replicas)
+            .finish()
+    }
+}
+
 impl MetricsBlock {
     /// Maps the metrics segment at `path` and validates its header.
     pub fn open(path: impl AsRef<Path>) -> Result<MetricsBlock, MetricsError> {

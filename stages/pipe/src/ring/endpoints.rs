@@ -13,7 +13,8 @@ use super::segment::Segment;
 use super::{RingError, WAIT_SLICE};
 use crate::shm::pid_alive;
 
-/// Records this process's pid in `word`, unless another live process is attached there.
+/// Records this process's pid in `word`, unless another live process is attached there or
+/// this process already is.
 ///
 /// NOTE: an attached process that died without detaching is recognised by its pid no longer
 /// existing. If the pid was reused by an unrelated process meanwhile, attaching fails with
@@ -218,6 +219,16 @@ impl Producer {
     }
 }
 
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("path", &self.segment.path())
+            .field("head", &self.head)
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
 impl Drop for Producer {
     fn drop(&mut self) {
         detach(&self.segment.header().producer_pid);
@@ -402,6 +413,15 @@ impl Consumer {
             Peeked::Closed => Ok(None),
             Peeked::Empty => unreachable!("an unbounded wait returns only when something happened"),
         }
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("path", &self.segment.path())
+            .field("tail", &self.tail)
+            .finish()
     }
 }
 

@@ -192,6 +192,14 @@ pub struct Monitor {
     segment: Segment,
 }
 
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("path", &self.segment.path())
+            .finish()
+    }
+}
+
 impl Monitor {
     /// Maps the ring at `path` without attaching as producer or consumer.
     pub fn open(path: impl AsRef<Path>) -> Result<Monitor, RingError> {
