@@ -342,3 +342,52 @@ fn failed_start_leaves_nothing_behind() {
         "run directory left"
     );
 }
+
+/// Returns whether `pid` is gone or a zombie.
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn killed_supervisor_takes_stages_along() {
+    let mut run = Run::start(&smoke_graph(), ENDLESS);
+    let pids = run.wait_pids(4);
+    run.wait_sink_items(20);
+    send_signal(run.pid(), libc::SIGKILL);
+    run.wait_exit(Duration::from_secs(10))
+        .expect("supervisor survived SIGKILL");
+
+    // PR_SET_PDEATHSIG kills every stage with the supervisor.
+    for stage in &pids {
+        let gone = wait_for(Duration::from_secs(5), || {
+            process_gone(stage.pid).then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "{} replica {} (pid {}) outlived the supervisor",
+            stage.stage,
+            stage.replica,
+            stage.pid
+        );
+    }
+
+    // Its segments stay behind until a run starts and removes them. Another test's run may
+    // already have done so, so only their absence afterwards is checked.
+    let mut next = Run::start(
+        &smoke_graph(),
+        &["stages.source.count=10", "stages.sink.expect=10"],
+    );
+    let status = next.wait_exit(RUN_TIMEOUT).expect("next run timed out");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", next.stderr());
+    assert!(
+        segments_of(run.pid()).is_empty(),
+        "stale segments of the killed run were kept"
+    );
+}
