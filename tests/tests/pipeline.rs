@@ -391,3 +391,35 @@ fn killed_supervisor_takes_stages_along() {
         "stale segments of the killed run were kept"
     );
 }
+
+#[test]
+fn second_sigint_kills_stages() {
+    // Slow relays make the graceful drain take seconds, so the second signal arrives during it.
+    let sets = [
+        "stages.source.count=1000000000",
+        "stages.sink.expect=None",
+        "stages.relay.work_us=300000",
+    ];
+    let mut run = Run::start(&smoke_graph(), &sets);
+    run.wait_pids(4);
+    run.wait_sink_items(1);
+    send_signal(run.pid(), libc::SIGINT);
+    let stopping = wait_for(Duration::from_secs(10), || {
+        run.stderr()
+            .contains("ccssl-run: stopping gracefully")
+            .then_some(())
+    });
+    assert!(stopping.is_some(), "no graceful stop:\n{}", run.stderr());
+    send_signal(run.pid(), libc::SIGINT);
+    let status = run
+        .wait_exit(Duration::from_secs(5))
+        .expect("no exit after a second SIGINT");
+    assert_eq!(status.code(), Some(130), "stderr:\n{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("ccssl-run: killing the stages: a second stop signal"),
+        "{}",
+        run.stderr()
+    );
+    assert!(segments_of(run.pid()).is_empty());
+}
