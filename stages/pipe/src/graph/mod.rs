@@ -32,6 +32,7 @@
 mod builtin;
 mod dot;
 mod error;
+mod host;
 mod locate;
 mod overrides;
 mod validate;
@@ -47,7 +48,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use builtin::{ExecConfig, PipeStage, RelayConfig, SinkConfig, SourceConfig};
 pub use dot::to_dot;
 pub use error::{GraphError, Place};
-pub use validate::{EdgePlan, Plan, Program, StagePlan, shm_free_bytes};
+pub use host::shm_free_bytes;
+pub use validate::{EdgePlan, Plan, Program, StagePlan};
 
 /// Most replicas one stage may have.
 pub const MAX_REPLICAS: u32 = 64;
