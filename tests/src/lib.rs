@@ -14,11 +14,12 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of a binary of the `ccssl` crate (`ccssl-run` or `ccssl`), built by cargo beside the
-/// running test executable.
+/// Path of a binary of the `ccssl` crate (`ccssl-run` or `ccssl`) beside the running test
+/// executable, in `target/<profile>/`.
 ///
-/// `cargo test --workspace` builds them (the `ccssl` crate has integration tests); for
-/// `cargo test -p ccssl-tests` alone they are built here once, with the same profile.
+/// Under cargo (`CARGO` is set), the first call runs `cargo build -p ccssl --bins` with the same
+/// profile, because `cargo test -p ccssl-tests` alone neither builds nor refreshes binaries of
+/// another package, and a stale binary would test old code.
 pub fn ccssl_bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().expect("test executable path");
@@ -27,22 +28,26 @@ pub fn ccssl_bin(name: &str) -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .expect("test executable is in target/<profile>/deps");
+    BUILT.get_or_init(|| {
+        let Ok(cargo) = std::env::var("CARGO") else {
+            return;
+        };
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "--quiet", "-p", "ccssl", "--bins"])
+            .current_dir(repo_root());
+        if dir.file_name().is_some_and(|n| n == "release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p ccssl --bins failed");
+    });
     let path = dir.join(name);
-    if !path.exists() {
-        BUILT.get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-            let mut command = Command::new(cargo);
-            command
-                .args(["build", "-p", "ccssl", "--bins"])
-                .current_dir(repo_root());
-            if dir.file_name().is_some_and(|n| n == "release") {
-                command.arg("--release");
-            }
-            let status = command.status().expect("run cargo build");
-            assert!(status.success(), "cargo build -p ccssl --bins failed");
-        });
-    }
-    assert!(path.exists(), "{} not found after building", path.display());
+    assert!(
+        path.exists(),
+        "{} not found; build it with cargo build -p ccssl --bins",
+        path.display()
+    );
     path
 }
 

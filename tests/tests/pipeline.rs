@@ -139,6 +139,11 @@ fn smoke_graph_runs_clean() {
         run.summary("sink"),
         "received 10000\nduplicates_dropped 0\nstopped_early false\n"
     );
+    let finished = format!(
+        "ccssl-run: finished; run directory {}\n",
+        run.run_dir().display()
+    );
+    assert!(run.stderr().ends_with(&finished), "{}", run.stderr());
     assert!(
         segments_of(run.pid()).is_empty(),
         "segments left: {:?}",

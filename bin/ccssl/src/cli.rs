@@ -108,6 +108,16 @@ pub fn run_main() -> ExitCode {
                 for line in &outcome.failure_log {
                     eprintln!("ccssl-run:   {line}");
                 }
+            } else if outcome.interrupted {
+                eprintln!(
+                    "ccssl-run: stopped; run directory {}",
+                    outcome.run_dir.display()
+                );
+            } else {
+                eprintln!(
+                    "ccssl-run: finished; run directory {}",
+                    outcome.run_dir.display()
+                );
             }
             ExitCode::from(outcome.exit_code())
         }
