@@ -8,7 +8,8 @@
 //! The memcpy baseline copies 1 MiB blocks from a source as large as the ring into a 1 MiB
 //! destination on one thread.
 //!
-//! The last line of output is `ratio <ring GB/s / memcpy GB/s>`.
+//! Both figures are the median of several runs, taken alternately. The last line of output is
+//! `ratio <ring GB/s / memcpy GB/s>`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,6 +26,8 @@ const SLOTS: u32 = 8;
 const WARMUP: u64 = 64;
 /// Slots moved while timing.
 const MEASURED: u64 = 4096;
+/// Ring runs; memcpy runs once before the first and after each.
+const ROUNDS: usize = 5;
 /// Round trips of the latency test.
 const PINGS: usize = 20_000;
 
@@ -69,25 +72,50 @@ fn spawn_self(args: &[&str]) -> Result<std::process::Child> {
 
 fn run() -> Result<()> {
     let run_id = new_run_id();
-    let data = ring::segment_path(&run_id, "bench-data");
     let ping = ring::segment_path(&run_id, "bench-ping");
     let pong = ring::segment_path(&run_id, "bench-pong");
-    let _segments = Segments(vec![data.clone(), ping.clone(), pong.clone()]);
+    let mut segments = Segments(vec![ping.clone(), pong.clone()]);
 
-    let memcpy_before = memcpy_gbps();
-    let ring_gbps = throughput(&data)?;
-    let memcpy_after = memcpy_gbps();
-    let memcpy = memcpy_before.max(memcpy_after);
+    // Rounds alternate memcpy and ring runs, so both see the same share of a busy machine.
+    let mut memcpy_rates = vec![memcpy_gbps()];
+    let mut ring_rates = Vec::new();
+    for round in 0..ROUNDS {
+        let data = ring::segment_path(&run_id, &format!("bench-data-{round}"));
+        segments.0.push(data.clone());
+        ring_rates.push(throughput(&data)?);
+        memcpy_rates.push(memcpy_gbps());
+    }
     let (median, p99) = latency(&ping, &pong)?;
 
-    println!("memcpy: {memcpy:.2} GB/s (one thread, 1 MiB blocks, best of before/after)");
+    let list = |rates: &[f64]| {
+        let text: Vec<String> = rates.iter().map(|r| format!("{r:.2}")).collect();
+        text.join(" ")
+    };
+    let (memcpy, ring_gbps) = (median_of(&memcpy_rates), median_of(&ring_rates));
     println!(
-        "ring: {ring_gbps:.2} GB/s ({MEASURED} slots of 1 MiB, {SLOTS}-slot ring, \
-         producer copies in, consumer reads in place)"
+        "memcpy: {memcpy:.2} GB/s median (one thread, 1 MiB blocks; runs: {})",
+        list(&memcpy_rates)
+    );
+    println!(
+        "ring: {ring_gbps:.2} GB/s median ({MEASURED} slots of 1 MiB per run, {SLOTS}-slot ring, \
+         producer copies in, consumer reads in place; runs: {})",
+        list(&ring_rates)
     );
     println!("handoff latency (64-byte slot, one way): median {median} ns, p99 {p99} ns");
     println!("ratio {:.3}", ring_gbps / memcpy);
     Ok(())
+}
+
+/// Median of `values` (the mean of the middle two for an even count).
+fn median_of(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
 }
 
 /// Single-thread memcpy rate in GB/s (10^9 bytes per second).
