@@ -320,6 +320,12 @@ fn stale_segment_of_dead_run_is_removed() {
     let _ = std::fs::remove_file(&stale);
     assert_eq!(status.code(), Some(0), "stderr:\n{}", run.stderr());
     assert!(!still_there, "{} was not removed", stale.display());
+    let log = std::fs::read_to_string(run.run_dir().join("train.log")).expect("train.log");
+    let logged = format!(
+        "removed stale segment of a dead run segment={}",
+        stale.display()
+    );
+    assert!(log.contains(&logged), "{log}");
 }
 
 #[test]

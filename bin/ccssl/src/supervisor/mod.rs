@@ -121,6 +121,14 @@ pub fn run<S: StageSpec>(
     let log = setup::open_log(&resources.log_path)?;
     init_logging(&log)?;
     tracing::info!(graph = %plan.file.display(), run_id = %resources.run_id, run_dir = %resources.run_dir.display(), "run starting");
+    match &resources.stale {
+        Ok(removed) => {
+            for path in removed {
+                tracing::info!(segment = %path.display(), "removed stale segment of a dead run");
+            }
+        }
+        Err(err) => tracing::warn!("cannot scan /dev/shm for stale segments: {err}"),
+    }
 
     let blocks = resources
         .metrics

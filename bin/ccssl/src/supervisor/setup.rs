@@ -27,6 +27,8 @@ pub(crate) struct Resources {
     pub controls: Vec<PathBuf>,
     /// Set once the processes started: from then on the run directory is kept.
     pub started: bool,
+    /// Segments of dead runs removed before this run, or why the scan failed.
+    pub stale: Result<Vec<PathBuf>, String>,
 }
 
 impl Drop for Resources {
@@ -44,13 +46,8 @@ impl Drop for Resources {
 /// Removes stale segments of dead runs, then creates the run directory, the metrics blocks
 /// and the rings of `plan`. On error, whatever was created is removed again.
 pub(crate) fn create<S: StageSpec>(plan: &Plan<S>, out: Option<&Path>) -> Result<Resources> {
-    match shm::remove_stale_segments() {
-        Ok(removed) if !removed.is_empty() => {
-            tracing::info!(count = removed.len(), "removed stale segments of dead runs")
-        }
-        Ok(_) => {}
-        Err(err) => tracing::warn!("cannot scan for stale segments: {err}"),
-    }
+    // Logging starts only once the run directory exists, so the outcome is kept for later.
+    let stale = shm::remove_stale_segments().map_err(|err| err.to_string());
     let parent = out
         .map(Path::to_path_buf)
         .or_else(|| plan.graph.out.clone())
@@ -66,6 +63,7 @@ pub(crate) fn create<S: StageSpec>(plan: &Plan<S>, out: Option<&Path>) -> Result
         metrics: Vec::new(),
         controls: Vec::new(),
         started: false,
+        stale,
     };
     for stage in &plan.stages {
         let path = shm::segment_path(&resources.run_id, &format!("metrics-{}", stage.name));
