@@ -5,7 +5,9 @@ Run from the repository root with the project's Python environment:
 
     python tools/reference/nn_reference.py
 
-It writes stages/nn/tests/fixtures/{ops,loss,sgd,wrn,step}.safetensors. Every computation runs
+It writes stages/nn/tests/fixtures/{ops,loss,sgd,wrn,step}.safetensors, plus the initial model
+states wrn_weights.safetensors and step_weights.safetensors (exactly the PyTorch state_dict, so
+the Rust model loads them by name). Every computation runs
 in float64 on float32-representable inputs and is stored as float32, so the fixtures are
 closer to the exact values than a float32 PyTorch run would be. Each file records the torch
 and numpy versions and this script's path in its safetensors metadata.
@@ -54,7 +56,7 @@ def write_safetensors(path, tensors, metadata):
             value = value.detach().cpu()
             value = value.float() if value.is_floating_point() else value
             value = value.numpy()
-        array = np.ascontiguousarray(value)
+        array = np.asarray(value).copy(order="C")  # ascontiguousarray would make 0-d arrays 1-d
         if array.dtype == np.float64:
             array = array.astype(np.float32)
         blob = array.astype(array.dtype.newbyteorder("<")).tobytes()
@@ -347,10 +349,17 @@ def state_tensors(model, prefix=""):
             if not k.endswith("num_batches_tracked")}
 
 
+def write_weights(model, name):
+    """Write the whole state_dict (num_batches_tracked included) as a loadable checkpoint."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    write_safetensors(os.path.join(OUT_DIR, name), state, versions())
+
+
 def wrn_fixtures():
     torch.manual_seed(4)
     model = WideResNet(10, 2)
-    t, meta = state_tensors(model, "initial."), versions()
+    write_weights(model, "wrn_weights.safetensors")
+    t, meta = {}, versions()
     model = model.double().train()
     g = torch.Generator().manual_seed(5)
     x = f32_randn(g, 8, 3, 32, 32)
@@ -394,7 +403,8 @@ def cosine_factor(step, total_steps):
 def step_fixtures():
     torch.manual_seed(6)
     model = WideResNet(10, 1)
-    t, meta = state_tensors(model, "initial."), versions()
+    write_weights(model, "step_weights.safetensors")
+    t, meta = {}, versions()
     model = model.double().train()
     rng = np.random.default_rng(7)
     batch, mu, size = 4, 2, 32
