@@ -120,9 +120,11 @@ impl Fixture {
     }
 }
 
+/// Path of a fixture. Written relative to `stages/`, so the `ccssl-step` tests can include this
+/// module too.
 pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("../nn/tests/fixtures")
         .join(format!("{name}.safetensors"))
 }
 
