@@ -169,7 +169,7 @@ def op_fixtures():
 def soft_supcon(features, max_probs, labels, temperature, base_temperature, select=None):
     """Per-anchor soft SupCon loss, shape [views, n]; features are [n, views, dim]."""
     n, views = features.shape[0], features.shape[1]
-    same = (labels.view(-1, 1) == labels.view(1, -1)).double()
+    same = (labels.view(-1, 1) == labels.view(1, -1)).to(features.dtype)
     score = max_probs.view(-1, 1) * max_probs.view(1, -1)
     score = score.clone()
     score.fill_diagonal_(1.0)
@@ -189,7 +189,7 @@ def soft_supcon(features, max_probs, labels, temperature, base_temperature, sele
 def left_out_select(max_probs, threshold):
     """Pairs of distinct samples count only when both reach the threshold; i == j always."""
     confident = max_probs >= threshold
-    select = (confident.view(-1, 1) & confident.view(1, -1)).double()
+    select = (confident.view(-1, 1) & confident.view(1, -1)).to(max_probs.dtype)
     return torch.maximum(select, torch.eye(len(max_probs), dtype=select.dtype))
 
 
@@ -200,7 +200,7 @@ def contrastive_loss(features, max_probs, labels, anchors, threshold, temperatur
         return soft_supcon(features, max_probs, labels, temperature, 0.07, select).mean()
     per_anchor = soft_supcon(features, max_probs, labels, temperature, 0.07)
     if anchors == "threshold":
-        return (per_anchor * (max_probs >= threshold).double()).mean()
+        return (per_anchor * (max_probs >= threshold).to(per_anchor.dtype)).mean()
     return per_anchor.mean()
 
 

@@ -1,2 +1,4 @@
 //! Supervisor, dashboard and command line of ccssl, shared by the `ccssl-run` and `ccssl`
 //! binaries.
+
+pub mod bench;
