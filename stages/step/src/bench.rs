@@ -62,6 +62,9 @@ pub fn parse_model(name: &str) -> Option<ModelConfig> {
     })
 }
 
+/// Time per operation kind, labelled for reports.
+pub type OpTimes = Vec<(&'static str, Duration)>;
+
 /// Results of one benchmark run.
 #[derive(Clone, Debug)]
 pub struct BenchReport {
@@ -76,7 +79,7 @@ pub struct BenchReport {
     /// Peak resident memory of the process (`VmHWM`), when `/proc/self/status` has it.
     pub peak_resident_bytes: Option<u64>,
     /// Time per operation kind over the profiled steps, in report order.
-    pub profile: Vec<(&'static str, Duration)>,
+    pub profile: OpTimes,
     /// Wall-clock time of the profiled steps.
     pub profiled_time: Duration,
     /// Loss of the last timed step, to show the step computed something finite.
@@ -141,7 +144,7 @@ fn profile_steps(
     step: &mut Step,
     batch: &StepBatch<'_>,
     steps: usize,
-) -> Result<(Vec<(&'static str, Duration)>, Duration), StepError> {
+) -> Result<(OpTimes, Duration), StepError> {
     if steps == 0 {
         return Ok((Vec::new(), Duration::ZERO));
     }
@@ -155,7 +158,7 @@ fn profile_steps(
     step.model_mut().set_profiling(false);
 
     let profile = step.model().profile();
-    let mut out: Vec<(&'static str, Duration)> = OpKind::ALL
+    let mut out: OpTimes = OpKind::ALL
         .iter()
         .map(|&kind| (kind.label(), profile.total(kind).0))
         .collect();
