@@ -41,6 +41,8 @@ pub use wideresnet::{ForwardOutput, WideResNet, WideResNetConfig};
 #[derive(Default)]
 pub struct Workspace {
     scratch: matmul::Scratch,
+    /// Flipped, channel-transposed convolution weight of the stride-1 input gradient.
+    flipped: Vec<f32>,
 }
 
 impl std::fmt::Debug for Workspace {
