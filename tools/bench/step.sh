@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Times the full CCSSL training step of WideResNet-28-2 at batch 16, mu 3 (160 images per step)
-# with ours (`ccssl bench step`) and with PyTorch (tools/bench/step_torch.py), one after the
-# other with the same thread count, and prints as its last line `ratio <ours/pytorch>` of the
-# images per second.
+# Times the full CCSSL training step of WideResNet-28-2 at batch 16, mu 3 (160 images per step).
+# It runs ours (`ccssl bench step`) and then PyTorch (tools/bench/step_torch.py) with the same
+# thread count. The last line it prints is `ratio <ours/pytorch>` of the images per second.
 #
 # Environment: THREADS (default: nproc), STEPS (timed steps, default 10), PYTHON (an
 # interpreter with torch and numpy, default python3), CARGO_TARGET_DIR (as cargo uses it).

@@ -2,11 +2,11 @@
 """Time the full CCSSL training step in PyTorch (CPU, float32), the counterpart of
 `ccssl bench step`.
 
-Same model (WideResNet with projection head, built by tools/reference/nn_reference.py with the
-reference layer names and initialisation), same batch layout (B labeled weak views plus
-mu * B unlabeled images with weak, strong and contrast views in one concatenated forward),
-same losses (Lx, masked Lu with threshold 0.95, soft SupCon Lc), same SGD (Nesterov, weight
-decay 0.001 except biases and BatchNorm). The u8 -> float normalisation is timed too, as
+The model is the WideResNet with projection head of tools/reference/nn_reference.py (reference
+layer names and initialisation). The batch is the same: B labeled weak views plus mu * B
+unlabeled images with weak, strong and contrast views, in one concatenated forward. So are the
+losses (Lx, masked Lu with threshold 0.95, soft SupCon Lc) and SGD (Nesterov, weight decay
+0.001 except on biases and BatchNorm). The u8 -> float normalisation is timed too, as
 ours is. Prints the torch version, step times, peak resident memory (VmHWM) and, as the last
 line, `images_per_second N`.
 """
