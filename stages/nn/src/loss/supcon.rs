@@ -61,6 +61,10 @@ pub struct SoftSupConLoss {
     config: SoftSupConConfig,
     /// `[m, m]` similarities `s_ab`, overwritten by the gradient with respect to them.
     scratch: Vec<f64>,
+    /// Positive weights of one anchor row, `[m]`.
+    row_weights: Vec<f64>,
+    /// Gradient accumulator of one feature row, `[dim]`.
+    accumulator: Vec<f64>,
 }
 
 impl SoftSupConLoss {
@@ -94,6 +98,8 @@ impl SoftSupConLoss {
         Ok(Self {
             config,
             scratch: Vec::new(),
+            row_weights: Vec::new(),
+            accumulator: Vec::new(),
         })
     }
 
@@ -195,7 +201,9 @@ impl SoftSupConLoss {
         let n = labels.len();
         let ratio = f64::from(self.config.temperature) / f64::from(self.config.base_temperature);
         let mut scratch = std::mem::take(&mut self.scratch);
-        let mut weights = vec![0.0f64; m];
+        let mut weights = std::mem::take(&mut self.row_weights);
+        weights.clear();
+        weights.resize(m, 0.0);
         let mut loss = 0.0;
         for (a, row) in scratch.chunks_exact_mut(m).enumerate() {
             let i = a % n;
@@ -236,14 +244,24 @@ impl SoftSupConLoss {
             }
         }
         self.scratch = scratch;
+        self.row_weights = weights;
         loss
     }
 
     /// Writes `d_a = scale / T * sum_b (G_ab + G_ba) f_b` from the similarity gradient `G`.
-    fn feature_gradient(&self, features: &[f32], m: usize, dim: usize, scale: f32, d: &mut [f32]) {
+    fn feature_gradient(
+        &mut self,
+        features: &[f32],
+        m: usize,
+        dim: usize,
+        scale: f32,
+        d: &mut [f32],
+    ) {
         let factor = f64::from(scale) / f64::from(self.config.temperature);
         let g = &self.scratch;
-        let mut acc = vec![0.0f64; dim];
+        let acc = &mut self.accumulator;
+        acc.clear();
+        acc.resize(dim, 0.0);
         for (a, d_row) in d.chunks_exact_mut(dim).enumerate() {
             acc.fill(0.0);
             for b in 0..m {
@@ -256,7 +274,7 @@ impl SoftSupConLoss {
                     *x += coef * f64::from(y);
                 }
             }
-            for (out, &x) in d_row.iter_mut().zip(&acc) {
+            for (out, &x) in d_row.iter_mut().zip(acc.iter()) {
                 *out = (factor * x) as f32;
             }
         }
