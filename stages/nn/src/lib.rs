@@ -15,6 +15,8 @@
 mod block;
 pub mod checkpoint;
 mod error;
+#[cfg(test)]
+mod gradcheck;
 pub mod layers;
 pub mod loss;
 mod matmul;

@@ -45,7 +45,7 @@ impl WideResNetConfig {
     /// # Errors
     /// [`NnError::Config`] naming the first invalid field.
     pub fn validate(&self) -> Result<(), NnError> {
-        if self.depth < 10 || (self.depth - 4) % 6 != 0 {
+        if self.depth < 10 || !(self.depth - 4).is_multiple_of(6) {
             return Err(NnError::Config {
                 name: "depth",
                 value: self.depth.to_string(),
@@ -450,3 +450,7 @@ impl WideResNet {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "wideresnet_tests.rs"]
+mod tests;
