@@ -200,7 +200,12 @@ impl Step {
     ///
     /// The model receives `[labeled weak; unlabeled weak; unlabeled strong; unlabeled contrast]`
     /// in one forward pass (the contrast part only when present). Pseudo-labels come from the
-    /// softmax of the weak-view logits of this model, detached from the gradient.
+    /// softmax of the weak-view logits of this model, detached from the gradient. With
+    /// `lambda_c = 0` the projection head is not updated at all, as in PyTorch when `Lc` is
+    /// left out of the loss.
+    ///
+    /// NOTE: the official trainer with a contrast view and `lambda_contrast = 0` adds `0 * Lc`,
+    /// which gives the head zero gradients and so still weight-decays it; this step does not.
     ///
     /// # Errors
     /// [`StepError::Batch`] for buffers that do not match the counts and image size,
@@ -273,7 +278,16 @@ impl Step {
         self.model
             .backward(&self.pool, &self.d_logits, &self.d_projections)?;
         let lr = self.learning_rate();
-        self.sgd.step(self.model.named_parameters_mut(), lr)?;
+        // Without the contrastive term the projection head takes no part in the loss. PyTorch
+        // then leaves its gradient as None and SGD skips it (no weight decay, no momentum), so
+        // the head is left out of the update here too.
+        let update_head = loss_config.lambda_c != 0.0;
+        let params = self
+            .model
+            .named_parameters_mut()
+            .into_iter()
+            .filter(|(name, _)| update_head || !is_projection_head(name));
+        self.sgd.step(params, lr)?;
 
         let metrics = StepMetrics {
             step: self.steps_done,
@@ -370,6 +384,11 @@ impl Step {
             rest = tail;
         }
     }
+}
+
+/// Returns whether a parameter belongs to the projection head `fc1 -> LeakyReLU -> fc2`.
+fn is_projection_head(name: &str) -> bool {
+    name.starts_with("fc1.") || name.starts_with("fc2.")
 }
 
 /// Correct confident pseudo-labels over `max(confident count, 1)`, as the reference trainer
