@@ -5,7 +5,7 @@ Run from the repository root with the project's Python environment:
 
     python tools/reference/nn_reference.py
 
-It writes stages/nn/tests/fixtures/{ops,loss,sgd,wrn,step}.safetensors, plus the initial model
+It writes stages/nn/tests/fixtures/{ops,loss,sgd,wrn,step,fixmatch_step}.safetensors, plus the initial model
 states wrn_weights.safetensors and step_weights.safetensors (exactly the PyTorch state_dict, so
 the Rust model loads them by name). Every computation runs
 in float64 on float32-representable inputs and is stored as float32, so the fixtures are
@@ -13,8 +13,8 @@ closer to the exact values than a float32 PyTorch run would be. Each file record
 and numpy versions and this script's path in its safetensors metadata.
 
 The WideResNet below mirrors `models/wideresnet.py` of TencentYoutuResearch/Classification-SemiCLS
-(parameter names, block wiring, projection head); the contrastive loss mirrors its
-`loss/soft_supconloss.py` (diagonal score weight 1) and the option handling of
+in parameter names, block wiring and projection head. The contrastive loss mirrors its
+`loss/soft_supconloss.py` (diagonal score weight 1) and the option handling of its
 `trainer/fixmatch_ccssl.py`.
 """
 

@@ -204,8 +204,8 @@ impl Step {
     /// `lambda_c = 0` the projection head is not updated at all, as in PyTorch when `Lc` is
     /// left out of the loss.
     ///
-    /// NOTE: the official trainer with a contrast view and `lambda_contrast = 0` adds `0 * Lc`,
-    /// which gives the head zero gradients and so still weight-decays it; this step does not.
+    /// NOTE: the official trainer with a contrast view and `lambda_contrast = 0` adds `0 * Lc`.
+    /// That gives the head zero gradients, so PyTorch still weight-decays it. This step does not.
     ///
     /// # Errors
     /// [`StepError::Batch`] for buffers that do not match the counts and image size,
@@ -332,6 +332,7 @@ impl Step {
                 })
             }
         };
+
         expect("labeled_weak", batch.labeled_weak.len(), b * image)?;
         expect("unlabeled_weak", batch.unlabeled_weak.len(), n * image)?;
         expect("unlabeled_strong", batch.unlabeled_strong.len(), n * image)?;
@@ -349,6 +350,7 @@ impl Step {
                 n,
             )?;
         }
+
         let classes = self.config.model.num_classes;
         if let Some(&label) = batch.labels.iter().find(|&&l| l as usize >= classes) {
             return Err(StepError::Config {
@@ -425,6 +427,7 @@ fn validate(config: &StepConfig) -> Result<(), StepError> {
             reason: reason.into(),
         })
     };
+
     let loss = &config.loss;
     let opt = &config.optimizer;
     let finite_non_negative = [
@@ -458,6 +461,7 @@ fn validate(config: &StepConfig) -> Result<(), StepError> {
     if config.threads == 0 {
         return invalid("threads", "0".into(), "use at least 1 thread");
     }
+
     let norm = &config.normalization;
     for (name, view) in [
         ("normalization.labeled", norm.labeled),

@@ -9,7 +9,7 @@ use ccssl_nn::{WideResNet, WideResNetConfig};
 use ccssl_step::{LossConfig, ModelConfig, OptimizerConfig, Step, StepBatch, StepConfig};
 use common::{FORWARD_TOLERANCE, Fixture, GRADIENT_TOLERANCE, assert_close, fixture_path};
 
-/// The step settings recorded in a fixture's metadata. The default normalisation (CIFAR-10
+/// Builds the step settings recorded in a fixture's metadata. The default normalisation (CIFAR-10
 /// mean/std, contrast view unnormalised) is the one the fixtures used.
 fn config_of(fx: &Fixture) -> StepConfig {
     let meta = |key: &str| fx.meta_f64(key);
@@ -40,7 +40,7 @@ fn config_of(fx: &Fixture) -> StepConfig {
     }
 }
 
-/// A step at the fixture's schedule position, around the reference initial weights.
+/// Builds a step at the fixture's schedule position, around the reference initial weights.
 fn reference_step(fx: &Fixture) -> Step {
     let config = config_of(fx);
     let m = config.model;
@@ -106,7 +106,8 @@ fn parameter_values(step: &Step) -> Vec<(String, Vec<f32>)> {
 }
 
 /// Compares the updated weights and the updates themselves with the fixture's `after.*`
-/// tensors; the weights alone would hide an update error behind the much larger weights.
+/// tensors, because the weights alone would hide an update error behind the much larger
+/// weights. Returns the number of parameters compared.
 fn assert_updates_match(fx: &Fixture, step: &Step, initial: &[(String, Vec<f32>)]) -> usize {
     let stored = fx.names();
     let mut compared = 0;
