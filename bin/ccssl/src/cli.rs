@@ -55,6 +55,15 @@ enum ToolCommand {
     /// Validate or draw a graph file.
     #[command(subcommand)]
     Graph(GraphCommand),
+    /// Measure the throughput of a pipeline stage.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Time full CCSSL training steps (forward, losses, backward, SGD) on synthetic views.
+    Step(crate::bench::StepBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +144,13 @@ pub fn tool_main() -> ExitCode {
         Err(err) => return clap_exit("ccssl", &err),
     };
     match args.command {
+        ToolCommand::Bench(BenchCommand::Step(bench)) => match crate::bench::bench_step(&bench) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("ccssl: {err:#}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
         ToolCommand::Graph(GraphCommand::Check(file)) => {
             let plan = match load("ccssl", &file.file, &file.set) {
                 Ok(plan) => plan,

@@ -4,8 +4,10 @@
 //! - [`kinds`]: the stage kinds a graph may use and the entry point of re-executed stages;
 //! - [`supervisor`]: launches a validated graph as processes and watches them;
 //! - [`dash`]: the terminal dashboard and the headless progress line;
+//! - [`bench`]: the `ccssl bench` throughput measurements;
 //! - [`cli`]: argument parsing and exit codes of both binaries.
 
+pub mod bench;
 pub mod cli;
 pub mod dash;
 pub mod kinds;
