@@ -48,7 +48,7 @@ impl<'a> MatRef<'a> {
 /// `dst` is row-major `a.rows x b.cols` with row stride `dst_row_stride`.
 ///
 /// # Panics
-/// When the inner dimensions differ or a view exceeds its buffer; both are engine bugs, never
+/// When the inner dimensions differ or a view exceeds its buffer. Both are engine bugs, not
 /// a consequence of user input, because callers validate shapes first.
 pub(crate) fn matmul(
     dst: &mut [f32],

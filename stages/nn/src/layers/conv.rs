@@ -57,7 +57,7 @@ fn valid_range(kx: usize, p: usize, w: usize, wo: usize) -> (usize, usize) {
 }
 
 /// Writes the column matrix of one `[C, H, W]` image into `col` at column offset `offset`;
-/// `ld` is the row stride of `col`. Row `(c * k + ky) * k + kx` holds input pixel
+/// `ld` is the row stride of `col`. Row `(c * k + ky) * k + kx` contains input pixel
 /// `(c, oy * s + ky - p, ox * s + kx - p)` at column `oy * out_w + ox`, zero outside the image.
 fn im2col(x: &[f32], g: &Geometry, col: &mut [f32], ld: usize, offset: usize) {
     let (h, w, k, s, p) = (g.height, g.width, g.kernel, g.stride, g.padding);
