@@ -1,6 +1,6 @@
-//! The terminal dashboard end to end: `ccssl-run` inside a private tmux server shows a row with
+//! The terminal dashboard end to end. `ccssl-run` inside a private tmux server shows a row with
 //! a non-zero rate for every stage, stops gracefully after `q` and its confirmation, and exits
-//! 0; `ccssl dash` attached to a second run shows the same stage rows. Every wait polls the
+//! 0. `ccssl dash` attached to a second run shows the same stage rows. Every wait polls the
 //! pane or the run directory with a deadline.
 //!
 //! Needs `tmux` on the PATH (CI installs it); without it the test fails and says so.
@@ -29,8 +29,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// Pane size of the tmux sessions, in columns and rows.
 const PANE: (u32, u32) = (100, 30);
 
-/// A tmux server on its own socket, so the test neither sees nor disturbs the user's
-/// sessions; killed on drop.
+/// A tmux server on its own socket, apart from the user's sessions, and killed on drop.
 struct Tmux {
     socket: String,
 }
