@@ -299,3 +299,42 @@ fn attached_dashboard_shows_stage_rows() {
     assert!(stdout.contains("has finished"), "{stdout}");
     assert!(stdout.contains("ended: stopped on request"), "{stdout}");
 }
+
+#[test]
+fn headless_prints_progress_lines() {
+    let out = TempDir::new("dash-headless");
+    let runs = out.path().join("runs");
+    let child = Command::new(ccssl_bin("ccssl-run"))
+        .arg(repo_root().join(GRAPH))
+        .arg("--out")
+        .arg(&runs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ccssl-run");
+    let supervisor_pid = child.id();
+    let output = child.wait_with_output().expect("wait for ccssl-run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr:\n{stderr}");
+
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(!lines.is_empty(), "no progress line; stderr:\n{stderr}");
+    for line in &lines {
+        assert!(line.starts_with("step "), "{line}");
+        assert!(line.contains(" img/s | ETA "), "{line}");
+        // `img/s`, then one `NAME RATE/s` per stage.
+        assert!(line.matches("/s").count() >= 2, "no stage rates: {line}");
+    }
+    assert!(
+        !stderr.contains("step "),
+        "progress lines belong on stdout: {stderr}"
+    );
+
+    let run_dir = entries(&runs).into_iter().next().expect("run directory");
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    assert!(metrics.contains(r#""status":"completed""#), "{metrics}");
+    let pid = std::fs::read_to_string(run_dir.join("supervisor.pid")).expect("supervisor.pid");
+    assert_eq!(pid.trim().parse::<u32>().ok(), Some(supervisor_pid));
+}

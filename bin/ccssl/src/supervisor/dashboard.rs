@@ -61,17 +61,18 @@ impl Dashboard {
     }
 
     /// Ends the dashboard after the run ended and waits until it restored the terminal.
-    /// Returns how it ended, or why it failed or never started.
-    pub fn finish(mut self) -> Result<DashExit, String> {
+    /// Returns how it ended (`None` when the run failed before its processes started), or
+    /// why it failed.
+    pub fn finish(mut self) -> Result<Option<DashExit>, String> {
         self.ended.store(true, Ordering::Release);
         if let Some(err) = self.start_error.take() {
             return Err(err);
         }
         let Some(thread) = self.thread.take() else {
-            return Err("the run never started".to_string());
+            return Ok(None);
         };
         match thread.join() {
-            Ok(Ok(exit)) => Ok(exit),
+            Ok(Ok(exit)) => Ok(Some(exit)),
             Ok(Err(err)) => Err(format!("terminal error: {err}")),
             Err(_) => Err("the dashboard panicked".to_string()),
         }
@@ -97,5 +98,60 @@ impl Observer for Dashboard {
             return Control::Stop;
         }
         Control::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn empty_view() -> RunView {
+        RunView {
+            name: "g".to_string(),
+            elapsed: Duration::ZERO,
+            stages: Vec::new(),
+            rings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn tick_sends_stop_then_kill_once() {
+        let mut dashboard = Dashboard::new();
+        let view = empty_view();
+        assert_eq!(dashboard.tick(&view), Control::Continue);
+
+        dashboard.stop.store(true, Ordering::Release);
+        assert_eq!(dashboard.tick(&view), Control::Stop);
+        assert_eq!(
+            dashboard.tick(&view),
+            Control::Continue,
+            "stop is sent once"
+        );
+
+        dashboard.interrupt.store(true, Ordering::Release);
+        assert_eq!(dashboard.tick(&view), Control::Kill);
+        assert_eq!(
+            dashboard.tick(&view),
+            Control::Continue,
+            "kill is sent once"
+        );
+    }
+
+    #[test]
+    fn finish_without_start_is_none() {
+        assert_eq!(Dashboard::new().finish(), Ok(None));
+    }
+
+    #[test]
+    fn run_dir_without_layout_is_reported() {
+        let mut dashboard = Dashboard::new();
+        dashboard.event(&RunEvent::Starting {
+            run_dir: PathBuf::from("/nonexistent/ccssl-run"),
+            processes: 1,
+        });
+        let err = dashboard.finish().expect_err("no layout.json");
+        assert!(err.contains("layout.json"), "{err}");
     }
 }
