@@ -27,7 +27,7 @@ use super::rundir::RunDir;
 /// File in the run directory that contains the [`RunLayout`] as JSON.
 pub const LAYOUT_FILE: &str = "layout.json";
 
-/// What a process attaching to a run needs to find its shared memory.
+/// Description of a run's shared memory, for processes that attach to it later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunLayout {
     /// Run id; every segment of the run is named `ccssl-<run id>-...`.
@@ -87,7 +87,7 @@ impl RunLayout {
     }
 }
 
-/// How a [`LiveSource`] learns that the run is over.
+/// Signal by which a [`LiveSource`] learns that the run is over.
 #[derive(Debug, Clone)]
 pub enum RunEnd {
     /// The supervisor in this process sets the flag once every stage has exited.
@@ -265,6 +265,8 @@ fn stage_reading(
         heartbeat_ns: m.heartbeat_ns,
         items_in: m.items_in,
         items_out: m.items_out,
+        // NOTE: only stages that call `add_images_in`/`add_images_out` count images; the
+        // built-in test stages do not, so their img/s stays 0.
         images_in: m.images_in,
         images_out: m.images_out,
         busy_ns: m.busy_ns,
