@@ -1,10 +1,11 @@
 //! Command lines of `ccssl-run` and `ccssl`, and their exit codes.
 //!
-//! Exit codes: 0 done, 1 a stage failed (or the supervisor could not start it), 2 invalid
-//! graph or arguments, 130 interrupted (graceful stop after SIGINT or SIGTERM). Every line
+//! Exit codes: 0 done (also after a stop confirmed in the dashboard), 1 a stage failed (or the
+//! supervisor could not start it), 2 invalid graph or arguments, 3 (`ccssl dash` only) the run
+//! is not running, 130 interrupted (graceful stop after SIGINT or SIGTERM). Every line
 //! either program writes to stderr starts with its name.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,8 +14,11 @@ use clap::{Parser, Subcommand};
 use ccssl_pipe::graph::{self, Plan};
 use ccssl_pipe::stage::LAUNCH_ENV;
 
+use crate::dash::live::{LiveSource, RunEnd};
+use crate::dash::rundir::{RunDir, RunStatus, run_status};
+use crate::dash::terminal::{DashExit, attach_dashboard, run_headless};
 use crate::kinds::{self, Stage};
-use crate::supervisor::{self, Headless, RunOptions};
+use crate::supervisor::{self, Dashboard, Headless, RunOptions};
 
 /// Exit code of a run that failed: a stage died or could not be started.
 pub const EXIT_FAILED: u8 = 1;
@@ -22,6 +26,9 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
 /// Exit code of a run stopped by SIGINT or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code of `ccssl dash` for a run that is not running (finished, killed, or never
+/// started); its summary is printed instead of the dashboard.
+pub const EXIT_NOT_RUNNING: u8 = 3;
 
 /// `ccssl-run GRAPH [--set PATH=VALUE]... [--out DIR] [--headless]`
 #[derive(Debug, Parser)]
@@ -37,7 +44,8 @@ pub struct RunArgs {
     /// the graph's `out`, else `runs`].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Print plain progress lines instead of the dashboard.
+    /// Print one progress line per second instead of the dashboard (the default when stdout
+    /// is not a terminal).
     #[arg(long)]
     pub headless: bool,
 }
@@ -58,12 +66,23 @@ enum ToolCommand {
     /// Measure the throughput of a pipeline stage.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Attach a read-only dashboard to a running run (progress lines when stdout is not a
+    /// terminal). Exit status: 0 after the run ended or the dashboard was left, 1 on a read
+    /// or terminal error, 2 when RUN_DIR is not a run directory, 3 when the run is not
+    /// running; its summary is then printed.
+    Dash(DashArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Time full CCSSL training steps (forward, losses, backward, SGD) on synthetic views.
     Step(crate::bench::StepBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DashArgs {
+    /// Run directory created by ccssl-run, such as runs/pipe-smoke-20250101-120000.
+    run_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,10 +123,18 @@ pub fn run_main() -> ExitCode {
         out: args.out,
         ..RunOptions::default()
     };
-    // NOTE: the dashboard is not built yet, so both modes print progress lines.
-    let _ = args.headless;
-    let mut observer = Headless::new("ccssl-run");
-    match supervisor::run(&plan, &options, &mut observer) {
+    let result = if args.headless || !std::io::stdout().is_terminal() {
+        supervisor::run(&plan, &options, &mut Headless::new("ccssl-run"))
+    } else {
+        let mut dashboard = Dashboard::new();
+        let result = supervisor::run(&plan, &options, &mut dashboard);
+        // The terminal is restored here, before anything below prints.
+        if let Err(err) = dashboard.finish() {
+            eprintln!("ccssl-run: dashboard: {err}");
+        }
+        result
+    };
+    match result {
         Ok(outcome) => {
             if let Some(failure) = &outcome.failure {
                 eprintln!(
@@ -117,7 +144,7 @@ pub fn run_main() -> ExitCode {
                 for line in &outcome.failure_log {
                     eprintln!("ccssl-run:   {line}");
                 }
-            } else if outcome.interrupted {
+            } else if outcome.interrupted || outcome.stop_requested {
                 eprintln!(
                     "ccssl-run: stopped; run directory {}",
                     outcome.run_dir.display()
@@ -172,10 +199,62 @@ pub fn tool_main() -> ExitCode {
                 bytes.div_ceil(1 << 20),
             ))
         }
+        ToolCommand::Dash(dash) => attach(&dash.run_dir),
         ToolCommand::Graph(GraphCommand::Dot(file)) => match load("ccssl", &file.file, &file.set) {
             Ok(plan) => print_stdout(&graph::to_dot(&plan)),
             Err(code) => code,
         },
+    }
+}
+
+/// `ccssl dash RUN_DIR`: shows a running run until it ends or the user leaves, then the
+/// summary of a run that ended meanwhile.
+fn attach(run_dir: &std::path::Path) -> ExitCode {
+    let pid = match run_status(run_dir) {
+        Ok(RunStatus::Running { supervisor_pid }) => supervisor_pid,
+        Ok(status) => {
+            eprintln!("ccssl: the run is not running; nothing to attach to");
+            print_stdout(&status.describe(run_dir));
+            return ExitCode::from(EXIT_NOT_RUNNING);
+        }
+        Err(err) => {
+            eprintln!("ccssl: {err}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let mut source = match LiveSource::open(run_dir, RunEnd::Supervisor(pid)) {
+        Ok(source) => source,
+        Err(err) => {
+            // The run may have ended between the two reads; its summary then explains.
+            if let Ok(status @ (RunStatus::Finished(_) | RunStatus::NotRunning(_))) =
+                run_status(run_dir)
+            {
+                print_stdout(&status.describe(run_dir));
+                return ExitCode::from(EXIT_NOT_RUNNING);
+            }
+            eprintln!("ccssl: cannot attach to {}: {err}", run_dir.display());
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let shown = if std::io::stdout().is_terminal() {
+        attach_dashboard(&mut source, &RunDir::new(run_dir).log_path())
+    } else {
+        run_headless(&mut source, Headless::INTERVAL, &mut std::io::stdout())
+            .map(|()| DashExit::RunEnded)
+    };
+    match shown {
+        Ok(DashExit::RunEnded) => match run_status(run_dir) {
+            Ok(status) => print_stdout(&status.describe(run_dir)),
+            Err(err) => {
+                eprintln!("ccssl: the run ended, but its summary cannot be read: {err}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
+        Ok(DashExit::Detached | DashExit::Interrupted) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ccssl: terminal error: {err}");
+            ExitCode::from(EXIT_FAILED)
+        }
     }
 }
 

@@ -35,13 +35,42 @@ use crate::shm::{self, ShmError};
 const MAGIC: u64 = u64::from_le_bytes(*b"CCSSLMET");
 
 /// Version of this byte layout; bump it on any change to the header or [`StageMetrics`].
-const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 2;
 
 /// Largest replica count a block accepts.
 pub const MAX_REPLICAS: u32 = 1024;
 
-/// Number of free `f64` gauges per record.
-pub const GAUGES: usize = 8;
+/// Number of free `f64` gauges per record. [`gauge`] names the ones training stages set.
+pub const GAUGES: usize = 16;
+
+/// Indices of the gauges a training stage sets, read by the dashboard and the progress line.
+///
+/// One stage of a run (the step stage) reports training progress: it sets [`TOTAL_STEPS`] to
+/// a positive value, and readers take the progress gauges of the first replica of the first
+/// stage that did. Losses are the values of the latest finished step; ratios are in `0..=1`.
+/// The remaining indices, up to [`GAUGES`](super::GAUGES), are free for stage-specific use.
+///
+/// [`TOTAL_STEPS`]: gauge::TOTAL_STEPS
+pub mod gauge {
+    /// Training steps finished so far.
+    pub const STEP: usize = 0;
+    /// Training steps of the whole run; positive in the stage that reports training progress.
+    pub const TOTAL_STEPS: usize = 1;
+    /// Learning rate of the step in progress.
+    pub const LR: usize = 2;
+    /// Weighted total loss `loss_x + lambda_u * loss_u + lambda_c * loss_c`.
+    pub const LOSS: usize = 3;
+    /// Supervised cross-entropy on the labeled batch.
+    pub const LOSS_X: usize = 4;
+    /// Masked pseudo-label cross-entropy on the strong views.
+    pub const LOSS_U: usize = 5;
+    /// Class-aware contrastive loss.
+    pub const LOSS_C: usize = 6;
+    /// Share of unlabeled images whose confidence passed the threshold.
+    pub const MASK_RATIO: usize = 7;
+    /// Share of masked pseudo-labels equal to the true label.
+    pub const PSEUDO_LABEL_ACC: usize = 8;
+}
 
 /// Lifecycle state of one stage replica.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +120,10 @@ pub enum MetricsError {
         replicas: u32,
     },
     /// The file is not a metrics block of this layout version, or is truncated.
-    #[error("{path} is not a ccssl metrics block of layout version 1: {reason}")]
+    #[error(
+        "{path} is not a ccssl metrics block of layout version {version}: {reason}",
+        version = LAYOUT_VERSION
+    )]
     Invalid {
         /// Segment path.
         path: PathBuf,
@@ -119,6 +151,8 @@ pub struct StageMetrics {
     heartbeat_ns: AtomicU64,
     items_in: AtomicU64,
     items_out: AtomicU64,
+    images_in: AtomicU64,
+    images_out: AtomicU64,
     busy_ns: AtomicU64,
     blocked_in_ns: AtomicU64,
     blocked_out_ns: AtomicU64,
@@ -140,6 +174,11 @@ pub struct MetricsSnapshot {
     pub items_in: u64,
     /// Items committed to the outputs.
     pub items_out: u64,
+    /// Images in the items taken, each dataset image counted once however many views of it an
+    /// item holds; 0 for stages that do not count images.
+    pub images_in: u64,
+    /// Images in the items committed, counted like `images_in`.
+    pub images_out: u64,
     /// Nanoseconds spent working on items.
     pub busy_ns: u64,
     /// Nanoseconds spent waiting for input.
@@ -193,6 +232,16 @@ impl StageMetrics {
         self.items_out.fetch_add(n, Relaxed);
     }
 
+    /// Counts `n` images in the items taken from the inputs.
+    pub fn add_images_in(&self, n: u64) {
+        self.images_in.fetch_add(n, Relaxed);
+    }
+
+    /// Counts `n` images in the items committed to the outputs.
+    pub fn add_images_out(&self, n: u64) {
+        self.images_out.fetch_add(n, Relaxed);
+    }
+
     /// Adds working time.
     pub fn add_busy(&self, duration: Duration) {
         add_duration(&self.busy_ns, duration);
@@ -229,6 +278,8 @@ impl StageMetrics {
             heartbeat_ns: self.heartbeat_ns.load(Relaxed),
             items_in: self.items_in.load(Relaxed),
             items_out: self.items_out.load(Relaxed),
+            images_in: self.images_in.load(Relaxed),
+            images_out: self.images_out.load(Relaxed),
             busy_ns: self.busy_ns.load(Relaxed),
             blocked_in_ns: self.blocked_in_ns.load(Relaxed),
             blocked_out_ns: self.blocked_out_ns.load(Relaxed),
@@ -373,11 +424,14 @@ mod tests {
         record.heartbeat();
         record.add_items_in(5);
         record.add_items_out(4);
+        record.add_images_in(320);
+        record.add_images_out(256);
         record.add_busy(Duration::from_millis(3));
         record.add_blocked_in(Duration::from_nanos(7));
         record.add_blocked_out(Duration::from_nanos(11));
         record.add_restart();
-        record.set_gauge(1, 0.03);
+        record.set_gauge(gauge::LR, 0.03);
+        record.set_gauge(GAUGES - 1, 7.0);
         record.set_gauge(GAUGES, 9.0);
 
         let seen = reader.replica(2).expect("replica 2").snapshot();
@@ -385,10 +439,12 @@ mod tests {
         assert_eq!(seen.pid, 4242);
         assert!(seen.heartbeat_ns > 1_700_000_000_000_000_000);
         assert_eq!((seen.items_in, seen.items_out), (5, 4));
+        assert_eq!((seen.images_in, seen.images_out), (320, 256));
         assert_eq!(seen.busy_ns, 3_000_000);
         assert_eq!((seen.blocked_in_ns, seen.blocked_out_ns), (7, 11));
         assert_eq!(seen.restarts, 1);
-        assert_eq!(seen.gauges[1], 0.03);
+        assert_eq!(seen.gauges[gauge::LR], 0.03);
+        assert_eq!(seen.gauges[GAUGES - 1], 7.0);
         assert_eq!(reader.replica(0).expect("replica 0").snapshot().items_in, 0);
         writer.unlink().expect("unlink");
     }

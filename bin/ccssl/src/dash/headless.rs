@@ -44,6 +44,28 @@ pub fn format_progress_line(view: &DerivedView) -> String {
     )
 }
 
+/// Formats each stage's items per second, with replicas up out of replicas where a stage has
+/// several: `source 812/s | relay 810/s (2/2 up) | sink 810/s`.
+pub fn format_stage_rates(view: &DerivedView) -> String {
+    let parts: Vec<String> = view
+        .stages
+        .iter()
+        .map(|stage| {
+            let replicas = if stage.replicas > 1 {
+                format!(" ({}/{} up)", stage.replicas_alive, stage.replicas)
+            } else {
+                String::new()
+            };
+            format!(
+                "{} {}/s{replicas}",
+                stage.name,
+                format::rate(stage.items_per_s)
+            )
+        })
+        .collect();
+    parts.join(" | ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +83,19 @@ mod tests {
             line,
             "step 120/10000 (1.2%) | 5120 img/s | ETA 0:16:28 | loss 2.000 Lx 0.2500 Lu 0.5000 \
              Lc 1.250 mask 75.0% | eval@100 top-1 EMA 40.50% raw 38.25%"
+        );
+    }
+
+    #[test]
+    fn stage_rates_from_recorded_samples() {
+        let mut window = Window::new(ViewConfig::default());
+        for sample in four_stages() {
+            window.push(sample);
+        }
+        let line = format_stage_rates(&window.view().unwrap());
+        assert_eq!(
+            line,
+            "loader 10.0/s | augment 10.0/s (2/2 up) | step 10.0/s | ema 1.0/s"
         );
     }
 

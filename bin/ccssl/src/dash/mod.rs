@@ -6,6 +6,7 @@
 //! - [`view`]: rates over a sliding window, stalled stages, ring backpressure, the bottleneck.
 //! - [`app`] and [`render`]: the ratatui application state and its drawing.
 //! - [`terminal`]: the interactive loop that owns the terminal.
+//! - [`live`]: the [`MetricsSource`] of a running run, read from shared memory.
 //! - [`headless`]: the one-line progress report used when stdout is not a terminal.
 //! - [`records`]: the `metrics.jsonl` record format shared with the EMA stage.
 //! - [`rundir`]: whether a run directory belongs to a running or finished run, and its summary.
@@ -13,6 +14,7 @@
 pub mod app;
 mod format;
 pub mod headless;
+pub mod live;
 pub mod logtail;
 pub mod model;
 pub use ccssl_ema::records;
@@ -23,6 +25,7 @@ pub mod view;
 
 pub use app::{Action, App, ChartKind, Mode, QuitBehavior};
 pub use headless::format_progress_line;
+pub use live::{LiveSource, RunEnd, RunLayout};
 pub use model::{
     EdgeReading, EvalPoint, MetricsSource, RecordedSource, RunHeader, Sample, SampleRecorder,
     SourceError, StageReading, StageState, TrainGauges,

@@ -5,7 +5,7 @@
 //! - `supervisor.pid`: decimal pid of the supervisor, written when the run starts.
 //! - `metrics.jsonl`: training log in the [`records`](super::records) format; an `end` record
 //!   means the run finished.
-//! - `run.log`: the log whose tail the dashboard shows.
+//! - `train.log`: the log whose tail the dashboard shows.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -18,7 +18,7 @@ use ccssl_ema::records::{
 
 pub const SUPERVISOR_PID_FILE: &str = "supervisor.pid";
 pub const METRICS_FILE: &str = "metrics.jsonl";
-pub const LOG_FILE: &str = "run.log";
+pub const LOG_FILE: &str = "train.log";
 
 /// Paths of the files in one run directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 //! - The segments are removed when the run ends, however it ends. A run that fails before its
 //!   processes start also removes its run directory.
 
+mod dashboard;
 mod observer;
 mod process;
 mod setup;
@@ -20,18 +21,21 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
+use ccssl_ema::records::{EndRecord, EndStatus, MetricsRecord, RecordWriter};
 use ccssl_pipe::graph::{Plan, Restart, StageSpec};
-use ccssl_pipe::metrics::{MetricsBlock, StageState};
+use ccssl_pipe::metrics::{MetricsBlock, StageState, gauge};
 use ccssl_pipe::ring::Monitor;
 
+pub use dashboard::Dashboard;
 pub use observer::{
     Control, Headless, Observer, ReplicaView, RingView, RunEvent, RunView, StageView,
 };
 use process::Exit;
 
 use crate::cli::{EXIT_FAILED, EXIT_INTERRUPTED};
+use crate::dash::rundir::{METRICS_FILE, SUPERVISOR_PID_FILE};
 
 /// Period of the supervisor loop: the delay between a child's death and its handling.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -76,12 +80,15 @@ pub struct Outcome {
     pub failed_replica: Option<(String, u32)>,
     /// The last lines the failed replica wrote to `train.log`.
     pub failure_log: Vec<String>,
-    /// Whether a stop was requested.
+    /// Whether SIGINT or SIGTERM (or Ctrl-C in the dashboard) stopped the run.
     pub interrupted: bool,
+    /// Whether the observer asked for a graceful stop (`q` in the dashboard). Such a run
+    /// exits 0 unless a stage failed or a signal came as well.
+    pub stop_requested: bool,
 }
 
 impl Outcome {
-    /// Exit code: 1 if a stage failed, else 130 if interrupted, else 0.
+    /// Exit code: 1 if a stage failed, else 130 if a signal interrupted the run, else 0.
     pub fn exit_code(&self) -> u8 {
         if self.failure.is_some() {
             EXIT_FAILED
@@ -129,6 +136,10 @@ pub fn run<S: StageSpec>(
         }
         Err(err) => tracing::warn!("cannot scan /dev/shm for stale segments: {err}"),
     }
+
+    let pid_path = resources.run_dir.join(SUPERVISOR_PID_FILE);
+    std::fs::write(&pid_path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("cannot write {}", pid_path.display()))?;
 
     let blocks = resources
         .metrics
@@ -187,6 +198,7 @@ pub fn run<S: StageSpec>(
     if let Some((stage, replica)) = &outcome.failed_replica {
         outcome.failure_log = last_log_lines(&resources.log_path, stage, *replica);
     }
+    write_end_record(&resources.run_dir, &blocks, &outcome);
     tracing::info!(exit_code = outcome.exit_code(), "run finished");
     Ok(outcome)
 }
@@ -209,14 +221,29 @@ fn supervise<S: StageSpec>(
     let mut failure: Option<String> = None;
     let mut failed_replica = None;
     let mut stale_warned = vec![false; children.len()];
+    let mut stop_begun = false;
     let mut interrupted = false;
+    let mut stop_requested = false;
     let mut restarts = vec![0u32; plan.stages.len()];
     loop {
         let signals = process::stop_signals();
         let control = observer.tick(&view(plan, started, blocks, monitors, &children));
         let new_signals = signals > signals_seen;
-        if (new_signals || control == Control::Stop) && !interrupted {
+        if control == Control::Kill {
             interrupted = true;
+            kill_phase(
+                &mut phase,
+                observer,
+                &children,
+                "the dashboard was interrupted",
+            );
+        } else if (new_signals || control == Control::Stop) && !stop_begun {
+            stop_begun = true;
+            if new_signals {
+                interrupted = true;
+            } else {
+                stop_requested = true;
+            }
             tracing::info!("stop requested; asking every stage to stop");
             observer.event(&RunEvent::Stopping);
             signal_live(&children, libc::SIGTERM);
@@ -230,6 +257,7 @@ fn supervise<S: StageSpec>(
                 kill_phase(&mut phase, observer, &children, "a second stop signal");
             }
         } else if new_signals {
+            interrupted = true;
             kill_phase(&mut phase, observer, &children, "a second stop signal");
         }
         signals_seen = signals;
@@ -316,6 +344,7 @@ fn supervise<S: StageSpec>(
                 failed_replica,
                 failure_log: Vec::new(),
                 interrupted,
+                stop_requested,
             };
         }
         if let Phase::Stopping {
@@ -478,6 +507,34 @@ fn view<S: StageSpec>(
         elapsed: started.elapsed(),
         stages,
         rings,
+    }
+}
+
+/// Appends the run's `end` record to `metrics.jsonl`, with the training progress of the stage
+/// that reports it (see [`gauge`]); both are 0 in a graph without a training stage.
+fn write_end_record(run_dir: &std::path::Path, blocks: &[MetricsBlock], outcome: &Outcome) {
+    let progress = blocks
+        .iter()
+        .filter_map(|block| block.replica(0))
+        .map(|record| record.snapshot().gauges)
+        .find(|gauges| gauges[gauge::TOTAL_STEPS] > 0.0);
+    let status = if outcome.failure.is_some() {
+        EndStatus::Failed
+    } else if outcome.interrupted || outcome.stop_requested {
+        EndStatus::Stopped
+    } else {
+        EndStatus::Completed
+    };
+    let record = MetricsRecord::End(EndRecord {
+        step: progress.map_or(0, |g| g[gauge::STEP] as u64),
+        total_steps: progress.map_or(0, |g| g[gauge::TOTAL_STEPS] as u64),
+        status,
+        time_ns: ccssl_pipe::metrics::now_ns(),
+    });
+    let written =
+        RecordWriter::append(&run_dir.join(METRICS_FILE)).and_then(|mut w| w.write(&record));
+    if let Err(err) = written {
+        tracing::error!("cannot write the end record: {err}");
     }
 }
 

@@ -5,10 +5,16 @@
 //! blocks and rings. A dashboard implements the same trait and returns [`Control::Stop`] when
 //! the user asks for a graceful stop.
 
+use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccssl_pipe::metrics::MetricsSnapshot;
 use ccssl_pipe::ring::RingStats;
+
+use crate::dash::headless::format_stage_rates;
+use crate::dash::live::{LiveSource, RunEnd};
+use crate::dash::{MetricsSource, ViewConfig, Window, format_progress_line};
 
 /// A lifecycle event of the run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +119,8 @@ pub enum Control {
     Continue,
     /// Stop gracefully, as on SIGINT.
     Stop,
+    /// Kill the stages now, as on a second SIGINT.
+    Kill,
 }
 
 /// Something that shows the run: the plain-text [`Headless`] printer or a dashboard.
@@ -123,9 +131,12 @@ pub trait Observer {
     fn tick(&mut self, view: &RunView) -> Control;
 }
 
-/// Prints events and, every [`Headless::INTERVAL`], one progress line to stderr.
+/// Prints events to stderr and, every [`Headless::INTERVAL`], one progress line to stdout:
+/// [`format_progress_line`] followed by each stage's items per second.
 pub struct Headless {
     program: String,
+    source: Option<LiveSource>,
+    window: Window,
     last: Option<Instant>,
 }
 
@@ -133,11 +144,36 @@ impl Headless {
     /// Time between progress lines.
     pub const INTERVAL: Duration = Duration::from_secs(1);
 
-    /// Creates a printer whose lines start with `program`.
+    /// Creates a printer whose stderr lines start with `program`.
     pub fn new(program: &str) -> Headless {
         Headless {
             program: program.to_string(),
+            source: None,
+            window: Window::new(ViewConfig::default()),
             last: None,
+        }
+    }
+
+    fn print_progress(&mut self) {
+        let Some(source) = &mut self.source else {
+            return;
+        };
+        match source.sample() {
+            Ok(sample) => self.window.push(sample),
+            Err(err) => {
+                tracing::warn!("progress sample failed: {err}");
+                return;
+            }
+        }
+        if let Some(view) = self.window.view() {
+            let line = format!(
+                "{} | {}",
+                format_progress_line(&view),
+                format_stage_rates(&view)
+            );
+            let mut stdout = std::io::stdout().lock();
+            // A closed stdout must not stop the run; the log has every event.
+            let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
         }
     }
 }
@@ -150,7 +186,11 @@ impl Observer for Headless {
                 eprintln!(
                     "{p}: starting {processes} processes; run directory {}",
                     run_dir.display()
-                )
+                );
+                match LiveSource::open(run_dir, RunEnd::Flag(Arc::default())) {
+                    Ok(source) => self.source = Some(source),
+                    Err(err) => eprintln!("{p}: no progress lines: {err}"),
+                }
             }
             RunEvent::Started { .. } => {}
             RunEvent::Restarted {
@@ -178,31 +218,12 @@ impl Observer for Headless {
         }
     }
 
-    fn tick(&mut self, view: &RunView) -> Control {
+    fn tick(&mut self, _view: &RunView) -> Control {
         if self.last.is_some_and(|t| t.elapsed() < Self::INTERVAL) {
             return Control::Continue;
         }
         self.last = Some(Instant::now());
-        let parts: Vec<String> = view
-            .stages
-            .iter()
-            .map(|stage| {
-                let items_in: u64 = stage.replicas.iter().map(|r| r.metrics.items_in).sum();
-                let items_out: u64 = stage.replicas.iter().map(|r| r.metrics.items_out).sum();
-                let alive = stage.replicas.iter().filter(|r| r.alive).count();
-                format!(
-                    "{} in {items_in} out {items_out} ({alive}/{} up)",
-                    stage.name,
-                    stage.replicas.len()
-                )
-            })
-            .collect();
-        eprintln!(
-            "{}: {:.1} s | {}",
-            self.program,
-            view.elapsed.as_secs_f64(),
-            parts.join(" | ")
-        );
+        self.print_progress();
         Control::Continue
     }
 }

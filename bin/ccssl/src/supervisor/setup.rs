@@ -14,6 +14,8 @@ use ccssl_pipe::ring::{self, RingConfig};
 use ccssl_pipe::shm;
 use ccssl_pipe::stage::{self, Launch, Port};
 
+use crate::dash::live::{LayoutRing, LayoutStage, RunLayout};
+
 /// Segments and directory of one run.
 pub(crate) struct Resources {
     pub run_id: String,
@@ -101,12 +103,52 @@ pub(crate) fn create<S: StageSpec>(plan: &Plan<S>, out: Option<&Path>) -> Result
         graph::to_ron(&plan.graph),
     )
     .with_context(|| format!("cannot write {}", resources.run_dir.display()))?;
+    layout(plan, &resources)
+        .write(&resources.run_dir)
+        .with_context(|| format!("cannot write {}", resources.run_dir.display()))?;
     fs::write(
         resources.run_dir.join("run_id"),
         format!("{}\n", resources.run_id),
     )
     .with_context(|| format!("cannot write {}", resources.run_dir.display()))?;
     Ok(resources)
+}
+
+/// Describes the run's segments for processes that attach to it later.
+fn layout<S: StageSpec>(plan: &Plan<S>, resources: &Resources) -> RunLayout {
+    let stages = plan
+        .stages
+        .iter()
+        .zip(&resources.metrics)
+        .map(|(stage, path)| LayoutStage {
+            name: stage.name.clone(),
+            kind: stage.spec.kind().to_string(),
+            replicas: stage.replicas,
+            metrics: path.clone(),
+        })
+        .collect();
+    let mut rings = Vec::new();
+    for edge in &plan.edges {
+        for p in 0..edge.from_replicas {
+            for c in 0..edge.to_replicas {
+                let name = edge.ring_name(p, c);
+                rings.push(LayoutRing {
+                    path: shm::segment_path(&resources.run_id, &name),
+                    name,
+                    from: edge.from.clone(),
+                    to: edge.to.clone(),
+                });
+            }
+        }
+    }
+    RunLayout {
+        run_id: resources.run_id.clone(),
+        run_name: plan.name().to_string(),
+        graph_file: plan.file.display().to_string(),
+        start_ns: metrics::now_ns(),
+        stages,
+        rings,
+    }
 }
 
 /// Creates `<parent>/<name>-<UTC time>`, adding `-2`, `-3`, ... if that exists.

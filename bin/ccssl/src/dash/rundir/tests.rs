@@ -133,7 +133,7 @@ fn broken_metrics_line_is_reported() {
 fn paths_in_run_dir() {
     let dir = RunDir::new("runs/a");
     assert_eq!(dir.metrics_path(), Path::new("runs/a/metrics.jsonl"));
-    assert_eq!(dir.log_path(), Path::new("runs/a/run.log"));
+    assert_eq!(dir.log_path(), Path::new("runs/a/train.log"));
     assert_eq!(
         dir.supervisor_pid_path(),
         Path::new("runs/a/supervisor.pid")
