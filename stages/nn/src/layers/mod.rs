@@ -1,0 +1,6 @@
+//! Layers with explicit forward and backward passes.
+
+pub mod batchnorm;
+pub mod conv;
+pub mod linear;
+pub mod ops;
