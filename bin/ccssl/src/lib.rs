@@ -2,3 +2,7 @@
 //! binaries.
 
 pub mod dash;
+pub mod eval_cmd;
+pub mod predict_cmd;
+#[cfg(test)]
+mod cmd_testutil;
