@@ -5,7 +5,7 @@ Run from the repository root with the project's Python environment:
 
     python tools/reference/nn_reference.py
 
-It writes stages/nn/tests/fixtures/{ops,loss,sgd,wrn,step}.safetensors, plus the initial model
+It writes stages/nn/tests/fixtures/{ops,loss,sgd,wrn,step,fixmatch_step}.safetensors, plus the initial model
 states wrn_weights.safetensors and step_weights.safetensors (exactly the PyTorch state_dict, so
 the Rust model loads them by name). Every computation runs
 in float64 on float32-representable inputs and is stored as float32, so the fixtures are
@@ -13,8 +13,8 @@ closer to the exact values than a float32 PyTorch run would be. Each file record
 and numpy versions and this script's path in its safetensors metadata.
 
 The WideResNet below mirrors `models/wideresnet.py` of TencentYoutuResearch/Classification-SemiCLS
-(parameter names, block wiring, projection head); the contrastive loss mirrors its
-`loss/soft_supconloss.py` (diagonal score weight 1) and the option handling of
+in parameter names, block wiring and projection head. The contrastive loss mirrors its
+`loss/soft_supconloss.py` (diagonal score weight 1) and the option handling of its
 `trainer/fixmatch_ccssl.py`.
 """
 
@@ -169,7 +169,7 @@ def op_fixtures():
 def soft_supcon(features, max_probs, labels, temperature, base_temperature, select=None):
     """Per-anchor soft SupCon loss, shape [views, n]; features are [n, views, dim]."""
     n, views = features.shape[0], features.shape[1]
-    same = (labels.view(-1, 1) == labels.view(1, -1)).double()
+    same = (labels.view(-1, 1) == labels.view(1, -1)).to(features.dtype)
     score = max_probs.view(-1, 1) * max_probs.view(1, -1)
     score = score.clone()
     score.fill_diagonal_(1.0)
@@ -189,7 +189,7 @@ def soft_supcon(features, max_probs, labels, temperature, base_temperature, sele
 def left_out_select(max_probs, threshold):
     """Pairs of distinct samples count only when both reach the threshold; i == j always."""
     confident = max_probs >= threshold
-    select = (confident.view(-1, 1) & confident.view(1, -1)).double()
+    select = (confident.view(-1, 1) & confident.view(1, -1)).to(max_probs.dtype)
     return torch.maximum(select, torch.eye(len(max_probs), dtype=select.dtype))
 
 
@@ -200,7 +200,7 @@ def contrastive_loss(features, max_probs, labels, anchors, threshold, temperatur
         return soft_supcon(features, max_probs, labels, temperature, 0.07, select).mean()
     per_anchor = soft_supcon(features, max_probs, labels, temperature, 0.07)
     if anchors == "threshold":
-        return (per_anchor * (max_probs >= threshold).double()).mean()
+        return (per_anchor * (max_probs >= threshold).to(per_anchor.dtype)).mean()
     return per_anchor.mean()
 
 
@@ -400,6 +400,13 @@ def cosine_factor(step, total_steps):
     return max(0.0, math.cos(math.pi * 7.0 * step / (16.0 * total_steps)))
 
 
+def median_split(confidences):
+    """A threshold between the two middle values, so half of an even count reaches it."""
+    ordered = confidences.sort(descending=True).values
+    half = len(ordered) // 2
+    return float((ordered[half - 1] + ordered[half]) / 2)
+
+
 def step_fixtures():
     torch.manual_seed(6)
     model = WideResNet(10, 1)
@@ -419,14 +426,14 @@ def step_fixtures():
                         to_input(images["unlabeled_strong"], CIFAR10_MEAN, CIFAR10_STD),
                         to_input(images["unlabeled_contrast"], None, None)])
 
-    # A fresh model is far from confident, so the confidence threshold is placed between the
-    # 4th and 5th largest weak-view confidence: half the batch passes and Lu is not trivially 0.
+    # A fresh model is far from confident, so the confidence threshold is placed at the median
+    # weak-view confidence: half the batch passes and Lu is not trivially 0.
+    initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     probe = WideResNet(10, 1).double()
-    probe.load_state_dict(model.state_dict())
+    probe.load_state_dict(initial_state)
     with torch.no_grad():
         probe_probs = torch.softmax(probe(inputs)[0][batch:batch + n], dim=-1).max(-1).values
-    ordered = probe_probs.sort(descending=True).values
-    threshold = float((ordered[n // 2 - 1] + ordered[n // 2]) / 2)
+    threshold = median_split(probe_probs)
 
     lr, momentum, weight_decay, step, total_steps = 0.03, 0.9, 0.001, 3, 10
     lambda_u, lambda_c = 1.0, 1.0
@@ -472,6 +479,56 @@ def step_fixtures():
     print(f"step: loss {loss.item():.6f} lx {lx.item():.6f} lu {lu.item():.6f} "
           f"lc {lc.item():.6f} mask {mask.mean().item():.3f} threshold {threshold:.6f}")
     write_safetensors(os.path.join(OUT_DIR, "step.safetensors"), t, meta)
+    fixmatch_fixture(initial_state, inputs[:batch + 2 * n], labels, meta)
+
+
+# Parameters whose FixMatch update is stored: the stem, one convolution per stage, the final
+# BatchNorm, the classifier and the projection head (whose gradient is None without Lc, so
+# PyTorch's SGD leaves it untouched). All BatchNorm running statistics are stored too.
+FIXMATCH_STORED = ["conv1.weight", "block1.layer.0.conv1.weight", "block2.layer.0.conv2.weight",
+                   "bn1.weight", "bn1.bias", "fc.weight", "fc.bias", "fc1.weight", "fc1.bias",
+                   "fc2.weight", "fc2.bias"]
+
+
+def fixmatch_fixture(initial_state, inputs, labels, meta):
+    """The same step as plain FixMatch: no contrast view in the batch and no Lc term."""
+    model = WideResNet(10, 1).double().train()
+    model.load_state_dict(initial_state)
+    batch = len(labels)
+    n = (len(inputs) - batch) // 2
+    # Without the contrast rows the BatchNorm statistics and so the confidences change, so the
+    # median split is taken again.
+    probe = WideResNet(10, 1).double()
+    probe.load_state_dict(initial_state)
+    with torch.no_grad():
+        weak = probe(inputs)[0][batch:batch + n]
+    threshold = median_split(torch.softmax(weak, dim=-1).max(-1).values)
+    groups = [
+        {"params": [p for k, p in model.named_parameters() if not no_decay(k)],
+         "weight_decay": meta["weight_decay"]},
+        {"params": [p for k, p in model.named_parameters() if no_decay(k)], "weight_decay": 0.0},
+    ]
+    lr = meta["lr"] * cosine_factor(meta["step"], meta["total_steps"])
+    opt = torch.optim.SGD(groups, lr=lr, momentum=meta["momentum"], nesterov=True)
+    logits, _ = model(inputs)
+    logits_w, logits_s = logits[batch:].chunk(2)
+    lx = F.cross_entropy(logits[:batch], labels)
+    max_probs, pseudo = torch.softmax(logits_w.detach(), dim=-1).max(dim=-1)
+    mask = (max_probs >= threshold).double()
+    lu = (F.cross_entropy(logits_s, pseudo, reduction="none") * mask).mean()
+    loss = lx + meta["lambda_u"] * lu
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    after = state_tensors(model, "after.")
+    t = {k: v for k, v in after.items()
+         if "running" in k or k.removeprefix("after.") in FIXMATCH_STORED}
+    t.update({"loss": loss.view(1), "loss_x": lx.view(1), "loss_u": lu.view(1),
+              "mask_ratio": mask.mean().view(1)})
+    print(f"fixmatch: loss {loss.item():.6f} lx {lx.item():.6f} lu {lu.item():.6f} "
+          f"mask {mask.mean().item():.3f}")
+    write_safetensors(os.path.join(OUT_DIR, "fixmatch_step.safetensors"), t,
+                      dict(meta, lambda_c=0.0, threshold=threshold))
 
 
 def main():

@@ -5,9 +5,9 @@
 //! - `ema.safetensors`: the same names and shapes holding the averaged parameters and the
 //!   copied running statistics, so it loads into a WideResNet (here or in PyTorch) like the
 //!   model file. `num_batches_tracked` is copied from the online model, as the other buffers.
-//! - `optimizer.safetensors`: one F32 tensor per parameter, named after the parameter and
-//!   shaped like it, holding the SGD momentum buffer. Before the first step the optimizer has
-//!   no buffers and the file holds no tensors.
+//! - `optimizer.safetensors`: one F32 tensor per parameter the optimizer updates, named after
+//!   the parameter and shaped like it, holding the SGD momentum buffer. Before the first step
+//!   the optimizer has no buffers and the file holds no tensors.
 //!
 //! [`Checkpoints::write`]: crate::Checkpoints::write
 
@@ -127,38 +127,31 @@ pub fn ema_bytes(ema: &Ema, online: &WideResNet) -> Result<Vec<u8>, CheckpointEr
     serialize(EMA_FILE, &entries)
 }
 
-/// Bytes of `optimizer.safetensors`: the momentum buffer of every parameter of `model`, named
-/// and shaped like the parameter; no tensors when `sgd` has not stepped yet.
+/// Bytes of `optimizer.safetensors`: the momentum buffer of every parameter the optimizer
+/// updates, named and shaped like the parameter. Parameters the step leaves out of the update
+/// (the projection head when `lambda_c` is 0) have no buffer, and before the first step the
+/// file holds no tensors.
 ///
 /// # Errors
-/// [`CheckpointError::TensorMismatch`] when the optimizer's buffers are not those of
-/// `model`'s parameters (another name, order or length).
+/// [`CheckpointError::TensorMismatch`] when a buffer is not named after a parameter of
+/// `model` or differs from it in length.
 pub fn optimizer_bytes(sgd: &Sgd, model: &WideResNet) -> Result<Vec<u8>, CheckpointError> {
     let buffers = sgd.momentum_buffers();
-    let params = model.named_parameters();
+    let params: HashMap<String, &ccssl_nn::Param> = model.named_parameters().into_iter().collect();
     let mut entries = Vec::with_capacity(buffers.len());
     let mut mismatches = Vec::new();
-    if !buffers.is_empty() {
-        let by_name: HashMap<&str, &Vec<f32>> =
-            buffers.iter().map(|(n, b)| (n.as_str(), b)).collect();
-        for (name, param) in &params {
-            match by_name.get(name.as_str()) {
-                Some(buffer) if buffer.len() == param.value.len() => {
-                    entries.push(Entry::f32(name.clone(), param.shape.clone(), buffer));
-                }
-                Some(buffer) => mismatches.push(ccssl_nn::CheckpointMismatch::Shape {
-                    name: name.clone(),
-                    expected: param.shape.clone(),
-                    actual: vec![buffer.len()],
-                }),
-                None => {
-                    mismatches.push(ccssl_nn::CheckpointMismatch::Missing { name: name.clone() })
-                }
+    for (name, buffer) in buffers {
+        match params.get(name) {
+            Some(param) if buffer.len() == param.value.len() => {
+                entries.push(Entry::f32(name.clone(), param.shape.clone(), buffer));
             }
-        }
-        for (name, _) in buffers {
-            if !params.iter().any(|(p, _)| p == name) {
-                mismatches.push(ccssl_nn::CheckpointMismatch::Unexpected { name: name.clone() });
+            Some(param) => mismatches.push(ccssl_nn::CheckpointMismatch::Shape {
+                name: name.clone(),
+                expected: param.shape.clone(),
+                actual: vec![buffer.len()],
+            }),
+            None => {
+                mismatches.push(ccssl_nn::CheckpointMismatch::Unexpected { name: name.clone() })
             }
         }
     }

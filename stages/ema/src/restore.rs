@@ -150,13 +150,15 @@ impl LoadedCheckpoint {
         })
     }
 
-    /// Reads the momentum buffers of `optimizer.safetensors`, one per parameter of `model` in
-    /// [`WideResNet::named_parameters`] order; empty when the file holds no tensors (a
-    /// checkpoint taken before the first step).
+    /// Reads the momentum buffers of `optimizer.safetensors` in [`WideResNet::named_parameters`]
+    /// order, one per parameter the file holds a buffer for; empty when the file holds no
+    /// tensors (a checkpoint taken before the first step). Which parameters need a buffer
+    /// depends on the step settings, so [`Self::restore_step`] checks that.
     ///
     /// # Errors
     /// [`CheckpointError::TensorFile`] for unreadable data, [`CheckpointError::TensorMismatch`]
-    /// listing every missing, extra, wrong-shape or wrong-dtype buffer.
+    /// listing every buffer that is not named after a parameter or differs from it in dtype or
+    /// shape.
     pub fn restore_momentum(
         &self,
         model: &WideResNet,
@@ -183,6 +185,7 @@ impl LoadedCheckpoint {
     pub fn restore_step(&self, threads: Option<usize>) -> Result<Step, CheckpointError> {
         let model = self.load_model(Weights::Raw)?;
         let momentum = self.restore_momentum(&model)?;
+        check_updated_set(&self.file(OPTIMIZER_FILE), &self.state, &model, &momentum)?;
         let mut config = self.state.step_config.clone();
         if let Some(threads) = threads {
             config.threads = threads;
@@ -195,6 +198,39 @@ impl LoadedCheckpoint {
         step.set_steps_done(self.state.step);
         tracing::info!(step = self.state.step, dir = %self.dir.display(), "restored the training step");
         Ok(step)
+    }
+}
+
+/// Checks that a non-empty set of momentum buffers covers exactly the parameters the step
+/// updates: all of them, except the projection head (`fc1`, `fc2`) when `lambda_c` is 0.
+/// NOTE: this mirrors the rule of `ccssl_step::Step::train_step`; change both together.
+fn check_updated_set(
+    path: &Path,
+    state: &CheckpointState,
+    model: &WideResNet,
+    momentum: &[(String, Vec<f32>)],
+) -> Result<(), CheckpointError> {
+    if momentum.is_empty() {
+        return Ok(());
+    }
+    let head_updated = state.step_config.loss.lambda_c != 0.0;
+    let mut mismatches = Vec::new();
+    for (name, _) in model.named_parameters() {
+        let updated = head_updated || !(name.starts_with("fc1.") || name.starts_with("fc2."));
+        let saved = momentum.iter().any(|(saved, _)| *saved == name);
+        if updated && !saved {
+            mismatches.push(CheckpointMismatch::Missing { name });
+        } else if saved && !updated {
+            mismatches.push(CheckpointMismatch::Unexpected { name });
+        }
+    }
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(CheckpointError::TensorMismatch {
+            path: path.to_owned(),
+            mismatches,
+        })
     }
 }
 
@@ -225,7 +261,6 @@ fn read_momentum(
     let mut buffers = Vec::with_capacity(params.len());
     for (name, param) in &params {
         let Some(view) = found.get(name) else {
-            mismatches.push(CheckpointMismatch::Missing { name: name.clone() });
             continue;
         };
         if view.dtype() != Dtype::F32 {

@@ -86,18 +86,20 @@ fn optimizer_file_names_buffers_after_parameters() {
     let (_run, dir, step, _) = checkpoint_after(1);
     let bytes = fs::read(dir.join(OPTIMIZER_FILE)).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
-
     let params = step.model().named_parameters();
-    assert_eq!(file.len(), params.len());
-    for ((name, param), (buffer_name, buffer)) in
-        params.iter().zip(step.optimizer().momentum_buffers())
-    {
-        assert_eq!(name, buffer_name);
+
+    let buffers = step.optimizer().momentum_buffers();
+    assert_eq!(file.len(), buffers.len());
+    for (name, buffer) in buffers {
+        let (_, param) = params.iter().find(|(p, _)| p == name).unwrap();
         let view = file.tensor(name).unwrap();
         assert_eq!(view.shape(), param.shape.as_slice(), "{name}");
         let first = f32::from_le_bytes(view.data()[..4].try_into().unwrap());
         assert_eq!(first, buffer[0], "{name}");
     }
+    // With lambda_c = 0 the step leaves the projection head out of the update.
+    assert!(file.tensor("fc1.weight").is_err());
+    assert!(file.tensor("conv1.weight").is_ok());
 }
 
 #[test]
@@ -255,54 +257,96 @@ fn wrong_shape_tensors_are_named() {
     }
 }
 
-#[test]
-fn wrong_optimizer_tensors_are_named() {
-    let (_run, dir, step, _) = checkpoint_after(1);
-    let loaded = LoadedCheckpoint {
-        state: verify_dir(&dir).unwrap(),
-        dir,
-    };
-    let mut other = step.model().named_parameters();
-    other.retain(|(name, _)| name != "fc2.bias");
-    let buffers: Vec<(String, Vec<u8>, Vec<usize>, Dtype)> = other
+/// Serialises zero-filled tensors of the given names, dtypes and shapes.
+fn tensor_file(tensors: &[(String, Dtype, Vec<usize>)]) -> Vec<u8> {
+    let bytes: Vec<Vec<u8>> = tensors
         .iter()
-        .map(|(name, param)| {
-            if name == "fc.bias" {
-                (
-                    name.clone(),
-                    vec![0; 8 * param.value.len()],
-                    param.shape.clone(),
-                    Dtype::F64,
-                )
-            } else {
-                (
-                    name.clone(),
-                    vec![0; 4 * param.value.len()],
-                    param.shape.clone(),
-                    Dtype::F32,
-                )
-            }
-        })
+        .map(|(_, dtype, shape)| vec![0; dtype.bitsize() / 8 * shape.iter().product::<usize>()])
         .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = buffers
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
-        .map(|(name, bytes, shape, dtype)| {
-            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).unwrap();
+        .zip(&bytes)
+        .map(|((name, dtype, shape), data)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap();
             (name.clone(), view)
         })
         .collect();
-    let bytes = safetensors::tensor::serialize(views, None).unwrap();
+    safetensors::tensor::serialize(views, None).unwrap()
+}
 
-    let err = read_momentum(&bytes, &loaded.file(OPTIMIZER_FILE), step.model()).unwrap_err();
+#[test]
+fn wrong_optimizer_tensors_are_named() {
+    let (_run, dir, step, _) = checkpoint_after(1);
+    let mut tensors: Vec<(String, Dtype, Vec<usize>)> = step
+        .model()
+        .named_parameters()
+        .into_iter()
+        .map(|(name, param)| (name, Dtype::F32, param.shape.clone()))
+        .collect();
+    tensors[1].1 = Dtype::F64;
+    tensors[2].2 = vec![1, 2, 3];
+    tensors.push(("momentum.of.nothing".into(), Dtype::F32, vec![2]));
+    let bytes = tensor_file(&tensors);
+
+    let path = dir.join(OPTIMIZER_FILE);
+    let err = read_momentum(&bytes, &path, step.model()).unwrap_err();
+
     let message = err.to_string();
     assert!(message.contains(OPTIMIZER_FILE), "{message}");
     assert!(
-        message.contains("fc.bias: expected dtype F32, found F64"),
+        message.contains("momentum.of.nothing: not a tensor of this model"),
         "{message}"
     );
+    let second = &tensors[1].0;
     assert!(
-        message.contains("fc2.bias: missing from the file"),
+        message.contains(&format!("{second}: expected dtype F32, found F64")),
         "{message}"
+    );
+    let third = &tensors[2].0;
+    assert!(
+        message.contains(&format!("{third}: expected shape")),
+        "{message}"
+    );
+}
+
+/// A checkpoint whose optimizer file lacks the buffer of a parameter the step updates, with
+/// checksums that match, cannot resume: the optimizer would pair buffers with the wrong
+/// parameters.
+#[test]
+fn incomplete_momentum_fails_resume() {
+    let run = tempfile::tempdir().unwrap();
+    let step = testutil::trained_step(1, 1);
+    let ema = testutil::ema_of(&step, 0.9);
+    let mut files = CheckpointFiles::build(step.model(), &ema, step.optimizer()).unwrap();
+    let params = step.model().named_parameters();
+    let tensors: Vec<(String, Dtype, Vec<usize>)> = step
+        .optimizer()
+        .momentum_buffers()
+        .iter()
+        .filter(|(name, _)| name != "conv1.weight")
+        .map(|(name, _)| {
+            let (_, param) = params.iter().find(|(p, _)| p == name).unwrap();
+            (name.clone(), Dtype::F32, param.shape.clone())
+        })
+        .collect();
+    files.optimizer = tensor_file(&tensors);
+    let state = testutil::state_of(&step, &ema);
+    Checkpoints::new(run.path(), 2)
+        .unwrap()
+        .write(state, &files.named(), false)
+        .unwrap();
+
+    let err = expect_error(open_checkpoint(run.path()).unwrap().restore_step(None));
+
+    let CheckpointError::TensorMismatch { path, mismatches } = &err else {
+        panic!("expected a tensor mismatch, got {err}");
+    };
+    assert!(path.ends_with(OPTIMIZER_FILE), "{err}");
+    assert_eq!(
+        mismatches,
+        &[CheckpointMismatch::Missing {
+            name: "conv1.weight".into()
+        }]
     );
 }
 

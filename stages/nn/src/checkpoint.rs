@@ -204,3 +204,7 @@ fn load_from(model: &mut WideResNet, bytes: &[u8], path: &Path) -> Result<(), Nn
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "checkpoint_tests.rs"]
+mod tests;

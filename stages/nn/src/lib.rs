@@ -15,6 +15,8 @@
 mod block;
 pub mod checkpoint;
 mod error;
+#[cfg(test)]
+mod gradcheck;
 pub mod layers;
 pub mod loss;
 mod matmul;
@@ -41,6 +43,8 @@ pub use wideresnet::{ForwardOutput, WideResNet, WideResNetConfig};
 #[derive(Default)]
 pub struct Workspace {
     scratch: matmul::Scratch,
+    /// Flipped, channel-transposed convolution weight of the stride-1 input gradient.
+    flipped: Vec<f32>,
 }
 
 impl std::fmt::Debug for Workspace {

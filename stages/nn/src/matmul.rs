@@ -48,11 +48,27 @@ impl<'a> MatRef<'a> {
 /// `dst` is row-major `a.rows x b.cols` with row stride `dst_row_stride`.
 ///
 /// # Panics
-/// When the inner dimensions differ or a view exceeds its buffer; both are engine bugs, never
+/// When the inner dimensions differ or a view exceeds its buffer. Both are engine bugs, not
 /// a consequence of user input, because callers validate shapes first.
 pub(crate) fn matmul(
     dst: &mut [f32],
     dst_row_stride: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    accumulate: bool,
+) {
+    matmul_strided(dst, dst_row_stride, 1, a, b, accumulate);
+}
+
+/// As [`matmul`], but `dst` is column-major: element `(i, j)` at `j * a.rows + i`.
+pub(crate) fn matmul_column_major(dst: &mut [f32], a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
+    matmul_strided(dst, 1, a.rows, a, b, accumulate);
+}
+
+fn matmul_strided(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    dst_col_stride: usize,
     a: MatRef<'_>,
     b: MatRef<'_>,
     accumulate: bool,
@@ -64,14 +80,14 @@ pub(crate) fn matmul(
     }
     a.check();
     b.check();
-    assert!(
-        (m - 1) * dst_row_stride + n <= dst.len(),
-        "matmul output exceeds its buffer"
-    );
+    let last = (m - 1) * dst_row_stride + (n - 1) * dst_col_stride;
+    assert!(last < dst.len(), "matmul output exceeds its buffer");
     if k == 0 {
         if !accumulate {
-            for r in 0..m {
-                dst[r * dst_row_stride..r * dst_row_stride + n].fill(0.0);
+            for i in 0..m {
+                for j in 0..n {
+                    dst[i * dst_row_stride + j * dst_col_stride] = 0.0;
+                }
             }
         }
         return;
@@ -86,7 +102,7 @@ pub(crate) fn matmul(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
+            dst_col_stride as isize,
             dst_row_stride as isize,
             accumulate,
             a.data.as_ptr(),

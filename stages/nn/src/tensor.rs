@@ -3,10 +3,20 @@
 use crate::NnError;
 
 /// A dense, row-major f32 tensor. Images are stored NCHW.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Tensor {
     shape: Vec<usize>,
+    /// Storage; at least `numel` long. Only the first `numel` elements belong to the tensor:
+    /// [`Tensor::resize`] never shrinks the vector, so a buffer that alternates between
+    /// shapes is neither reallocated nor zero-filled again.
     data: Vec<f32>,
+    numel: usize,
+}
+
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.data() == other.data()
+    }
 }
 
 impl Tensor {
@@ -26,6 +36,7 @@ impl Tensor {
         Ok(Self {
             shape: shape.to_vec(),
             data,
+            numel,
         })
     }
 
@@ -35,6 +46,7 @@ impl Tensor {
         Self {
             shape: shape.to_vec(),
             data: vec![0.0; numel],
+            numel,
         }
     }
 
@@ -45,26 +57,27 @@ impl Tensor {
 
     /// Row-major elements.
     pub fn data(&self) -> &[f32] {
-        &self.data
+        &self.data[..self.numel]
     }
 
     /// Mutable row-major elements.
     pub fn data_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        &mut self.data[..self.numel]
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.numel
     }
 
     /// Whether the tensor has no elements.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.numel == 0
     }
 
     /// Consumes the tensor and returns its elements.
-    pub fn into_data(self) -> Vec<f32> {
+    pub fn into_data(mut self) -> Vec<f32> {
+        self.data.truncate(self.numel);
         self.data
     }
 
@@ -78,6 +91,40 @@ impl Tensor {
             self.shape.clear();
             self.shape.extend_from_slice(shape);
         }
-        self.data.resize(numel, 0.0);
+        if self.data.len() < numel {
+            self.data.resize(numel, 0.0);
+        }
+        self.numel = numel;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resize_keeps_storage_and_exposes_only_the_shape() {
+        let mut t = Tensor::new(&[2, 3], vec![1.0; 6]).unwrap();
+        t.resize(&[2]);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.data(), &[1.0, 1.0]);
+        t.resize(&[4, 2]);
+        assert_eq!(t.shape(), &[4, 2]);
+        assert_eq!(t.data().len(), 8);
+        assert_eq!(t.clone().into_data().len(), 8);
+        assert_eq!(Tensor::new(&[1], vec![1.0]).unwrap(), {
+            let mut u = Tensor::new(&[3], vec![1.0, 5.0, 6.0]).unwrap();
+            u.resize(&[1]);
+            u
+        });
+    }
+
+    #[test]
+    fn new_rejects_wrong_length() {
+        let err = Tensor::new(&[2, 2], vec![0.0; 3]).unwrap_err();
+        assert!(
+            err.to_string().contains("4 elements for shape [2, 2]"),
+            "{err}"
+        );
     }
 }

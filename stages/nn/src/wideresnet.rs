@@ -6,10 +6,10 @@
 //! with 16k, 32k, 64k channels (strides 1, 2, 2), then `bn1` + LeakyReLU(0.1), global average
 //! pooling, the classifier `fc`, and the head `fc1 -> LeakyReLU(0.1) -> fc2 -> L2 normalise`.
 //! A basic block is pre-activation: `out = shortcut + conv2(act(bn2(conv1(act(bn1(x))))))`.
-//! Where the block changes the channel count, the reference has two variants: with
-//! `activate_before_residual` (first block of `block1`) both `conv1` and the 1x1 `convShortcut`
-//! read `act(bn1(x))`; without it (first block of `block2` and `block3`) both read the raw `x`,
-//! and `bn1` is still evaluated, so in training it updates its running statistics while its
+//! Where the block changes the channel count, the reference has two variants. With
+//! `activate_before_residual` (first block of `block1`), both `conv1` and the 1x1 `convShortcut`
+//! read `act(bn1(x))`. Without it (first block of `block2` and `block3`), both read the raw `x`.
+//! There `bn1` is still evaluated, so in training it updates its running statistics while its
 //! weight and bias receive zero gradient.
 
 use crate::block::{Block, Ctx};
@@ -29,13 +29,13 @@ pub const BN_MOMENTUM: f32 = 0.001;
 /// Size of a WideResNet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WideResNetConfig {
-    /// Total depth; `(depth - 4) % 6 == 0` and at least 10 (28 in the paper).
+    /// Total depth; `(depth - 4) % 6 == 0` and at least 10 (28 in the CCSSL CIFAR configurations).
     pub depth: usize,
     /// Width multiplier k (2 for CIFAR-10, 8 for CIFAR-100).
     pub widen: usize,
     /// Number of classes of the classifier `fc`.
     pub num_classes: usize,
-    /// Output width of the projection head `fc2` (64 in the paper).
+    /// Output width of the projection head `fc2` (64 in the CCSSL CIFAR configurations).
     pub proj_dim: usize,
 }
 
@@ -45,7 +45,7 @@ impl WideResNetConfig {
     /// # Errors
     /// [`NnError::Config`] naming the first invalid field.
     pub fn validate(&self) -> Result<(), NnError> {
-        if self.depth < 10 || (self.depth - 4) % 6 != 0 {
+        if self.depth < 10 || !(self.depth - 4).is_multiple_of(6) {
             return Err(NnError::Config {
                 name: "depth",
                 value: self.depth.to_string(),
@@ -450,3 +450,7 @@ impl WideResNet {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "wideresnet_tests.rs"]
+mod tests;

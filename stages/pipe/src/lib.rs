@@ -6,3 +6,10 @@
 //! and the graph schema with its validation into a typed plan.
 
 pub mod batch;
+pub mod graph;
+pub mod metrics;
+pub mod ring;
+pub mod shm;
+pub mod slot;
+pub mod stage;
+pub mod testing;

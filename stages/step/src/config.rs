@@ -13,7 +13,7 @@ pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 pub const CIFAR10_STD: [f32; 3] = [0.2471, 0.2435, 0.2616];
 
 /// Settings of the training step.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "Step", deny_unknown_fields, default)]
 pub struct StepConfig {
     /// The network; default WideResNet-28-2 with a 64-d projection and 10 classes.
@@ -23,21 +23,24 @@ pub struct StepConfig {
     /// The optimizer and its schedule; default SGD, lr 0.03, Nesterov momentum 0.9.
     pub optimizer: OptimizerConfig,
     /// Total number of training steps `K` of the cosine schedule; default 2^20.
-    #[serde(default = "default_total_steps")]
     pub total_steps: u64,
     /// Size of the thread pool the step runs on; default 1.
-    #[serde(default = "default_threads")]
     pub threads: usize,
     /// Normalisation of each view; default CIFAR-10 mean/std except for the contrast view.
     pub normalization: Normalization,
 }
 
-fn default_total_steps() -> u64 {
-    1 << 20
-}
-
-fn default_threads() -> usize {
-    1
+impl Default for StepConfig {
+    fn default() -> Self {
+        Self {
+            model: ModelConfig::default(),
+            loss: LossConfig::default(),
+            optimizer: OptimizerConfig::default(),
+            total_steps: 1 << 20,
+            threads: 1,
+            normalization: Normalization::default(),
+        }
+    }
 }
 
 /// The WideResNet with its projection head.
@@ -213,6 +216,7 @@ mod tests {
     #[test]
     fn empty_step_gets_defaults() {
         let config: StepConfig = ron::from_str("Step()").unwrap();
+        assert_eq!(config, StepConfig::default());
         assert_eq!(config.total_steps, 1 << 20);
         assert_eq!(config.threads, 1);
         assert_eq!(config.normalization.contrast, ViewNorm::Unit);

@@ -200,7 +200,12 @@ impl Step {
     ///
     /// The model receives `[labeled weak; unlabeled weak; unlabeled strong; unlabeled contrast]`
     /// in one forward pass (the contrast part only when present). Pseudo-labels come from the
-    /// softmax of the weak-view logits of this model, detached from the gradient.
+    /// softmax of the weak-view logits of this model, detached from the gradient. With
+    /// `lambda_c = 0` the projection head is not updated at all, as in PyTorch when `Lc` is
+    /// left out of the loss.
+    ///
+    /// NOTE: the official trainer with a contrast view and `lambda_contrast = 0` adds `0 * Lc`.
+    /// That gives the head zero gradients, so PyTorch still weight-decays it. This step does not.
     ///
     /// # Errors
     /// [`StepError::Batch`] for buffers that do not match the counts and image size,
@@ -273,7 +278,16 @@ impl Step {
         self.model
             .backward(&self.pool, &self.d_logits, &self.d_projections)?;
         let lr = self.learning_rate();
-        self.sgd.step(self.model.named_parameters_mut(), lr)?;
+        // Without the contrastive term the projection head takes no part in the loss. PyTorch
+        // then leaves its gradient as None and SGD skips it (no weight decay, no momentum), so
+        // the head is left out of the update here too.
+        let update_head = loss_config.lambda_c != 0.0;
+        let params = self
+            .model
+            .named_parameters_mut()
+            .into_iter()
+            .filter(|(name, _)| update_head || !is_projection_head(name));
+        self.sgd.step(params, lr)?;
 
         let metrics = StepMetrics {
             step: self.steps_done,
@@ -318,6 +332,7 @@ impl Step {
                 })
             }
         };
+
         expect("labeled_weak", batch.labeled_weak.len(), b * image)?;
         expect("unlabeled_weak", batch.unlabeled_weak.len(), n * image)?;
         expect("unlabeled_strong", batch.unlabeled_strong.len(), n * image)?;
@@ -335,6 +350,7 @@ impl Step {
                 n,
             )?;
         }
+
         let classes = self.config.model.num_classes;
         if let Some(&label) = batch.labels.iter().find(|&&l| l as usize >= classes) {
             return Err(StepError::Config {
@@ -372,6 +388,11 @@ impl Step {
     }
 }
 
+/// Returns whether a parameter belongs to the projection head `fc1 -> LeakyReLU -> fc2`.
+fn is_projection_head(name: &str) -> bool {
+    name.starts_with("fc1.") || name.starts_with("fc2.")
+}
+
 /// Correct confident pseudo-labels over `max(confident count, 1)`, as the reference trainer
 /// reports it; `None` without true labels.
 fn pseudo_label_accuracy(labels: &[u32], mask: &[f32], truth: &[u32]) -> Option<f32> {
@@ -406,6 +427,7 @@ fn validate(config: &StepConfig) -> Result<(), StepError> {
             reason: reason.into(),
         })
     };
+
     let loss = &config.loss;
     let opt = &config.optimizer;
     let finite_non_negative = [
@@ -439,6 +461,7 @@ fn validate(config: &StepConfig) -> Result<(), StepError> {
     if config.threads == 0 {
         return invalid("threads", "0".into(), "use at least 1 thread");
     }
+
     let norm = &config.normalization;
     for (name, view) in [
         ("normalization.labeled", norm.labeled),

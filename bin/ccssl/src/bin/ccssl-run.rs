@@ -3,6 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    eprintln!("ccssl-run: not implemented yet");
-    ExitCode::from(2)
+    ccssl::cli::run_main()
 }

@@ -1,8 +1,8 @@
-//! `ccssl`: evaluation, prediction, graph checks and the attachable dashboard.
+//! `ccssl`: graph checks and Graphviz output (later also evaluation, prediction and the
+//! attachable dashboard).
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    eprintln!("ccssl: not implemented yet");
-    ExitCode::from(2)
+    ccssl::cli::tool_main()
 }

@@ -87,23 +87,20 @@ impl BatchNorm2d {
         let (n, c, hw) = self.check(input.shape(), "batchnorm input")?;
         let x = input.data();
         let count = (n * hw) as f64;
-        let sums: Vec<(f64, f64)> = pool.install(|| {
+        // Sums of (x - shift) and (x - shift)^2 with shift = the channel's first value, so the
+        // variance E[d^2] - E[d]^2 does not cancel catastrophically when |mean| >> std.
+        let sums: Vec<(f64, f64, f64)> = pool.install(|| {
             (0..c)
                 .into_par_iter()
                 .map(|ch| {
+                    let shift = x[ch * hw];
                     let (mut s, mut ss) = (0.0f64, 0.0f64);
                     for i in 0..n {
-                        let plane = &x[(i * c + ch) * hw..][..hw];
-                        let (mut ps, mut pss) = (0.0f32, 0.0f32);
-                        // Per-plane f32 partial sums (at most one feature map) then f64 totals.
-                        for &v in plane {
-                            ps += v;
-                            pss += v * v;
-                        }
+                        let (ps, pss) = shifted_sums(&x[(i * c + ch) * hw..][..hw], shift);
                         s += ps as f64;
                         ss += pss as f64;
                     }
-                    (s, ss)
+                    (s, ss, shift as f64)
                 })
                 .collect()
         });
@@ -112,9 +109,10 @@ impl BatchNorm2d {
         stats.inv_std.resize(c, 0.0);
         stats.shape = input.shape().to_vec();
         let m = self.momentum as f64;
-        for (ch, &(s, ss)) in sums.iter().enumerate() {
-            let mean = s / count;
-            let var = (ss / count - mean * mean).max(0.0);
+        for (ch, &(s, ss, shift)) in sums.iter().enumerate() {
+            let shifted_mean = s / count;
+            let var = (ss / count - shifted_mean * shifted_mean).max(0.0);
+            let mean = shifted_mean + shift;
             stats.mean[ch] = mean as f32;
             stats.inv_std[ch] = (1.0 / (var + self.eps as f64).sqrt()) as f32;
             let unbiased = if count > 1.0 {
@@ -252,22 +250,17 @@ impl BatchNorm2d {
             (0..c)
                 .into_par_iter()
                 .map(|ch| {
-                    let (mut sb, mut sg) = (0.0f64, 0.0f64);
                     let scale = gamma[ch] * inv_std[ch];
                     let shift = beta[ch] - mean[ch] * scale;
+                    let (mut sb, mut sg) = (0.0f64, 0.0f64);
                     for i in 0..n {
                         let off = (i * c + ch) * hw;
-                        let (mut pb, mut pg) = (0.0f32, 0.0f32);
-                        for (&x, &dy) in x[off..off + hw].iter().zip(&dy[off..off + hw]) {
-                            let x_hat = (x - mean[ch]) * inv_std[ch];
-                            // Same expression as the forward pass, so the branch matches it.
-                            let dz = match slope {
-                                Some(a) if x * scale + shift <= 0.0 => a * dy,
-                                _ => dy,
-                            };
-                            pb += dz;
-                            pg += dz * x_hat;
-                        }
+                        let (pb, pg) = grad_sums(
+                            &x[off..off + hw],
+                            &dy[off..off + hw],
+                            [mean[ch], inv_std[ch], scale, shift],
+                            slope,
+                        );
                         sb += pb as f64;
                         sg += pg as f64;
                     }
@@ -289,19 +282,81 @@ impl BatchNorm2d {
                 .for_each(|(plane, g)| {
                     let ch = plane % c;
                     let x = &x[plane * hw..][..hw];
-                    let k = gamma[ch] * inv_std[ch] / count;
                     let scale = gamma[ch] * inv_std[ch];
                     let shift = beta[ch] - mean[ch] * scale;
+                    let negative = slope.unwrap_or(1.0);
+                    // dx = k * (M * dz - d_beta - x_hat * d_gamma), expanded into
+                    // a * dz + b * x + c so that the loop is one select and two FMAs.
+                    let k = scale / count;
+                    let a = k * count;
+                    let b = -k * inv_std[ch] * d_gamma[ch];
+                    let c0 = -k * d_beta[ch] + k * mean[ch] * inv_std[ch] * d_gamma[ch];
                     for (g, &x) in g.iter_mut().zip(x) {
-                        let x_hat = (x - mean[ch]) * inv_std[ch];
-                        let dz = match slope {
-                            Some(a) if x * scale + shift <= 0.0 => a * *g,
-                            _ => *g,
+                        let factor = if x * scale + shift > 0.0 {
+                            1.0
+                        } else {
+                            negative
                         };
-                        *g = k * (count * dz - d_beta[ch] - x_hat * d_gamma[ch]);
+                        *g = a * factor * *g + b * x + c0;
                     }
                 });
         });
         Ok(())
     }
+}
+
+/// Lane count of the vectorised reductions below; separate accumulators per lane let the
+/// compiler vectorise f32 sums without reassociating them.
+const LANES: usize = 8;
+
+/// Returns `(sum(x - shift), sum((x - shift)^2))` over one plane.
+fn shifted_sums(plane: &[f32], shift: f32) -> (f32, f32) {
+    let (mut s, mut ss) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let chunks = plane.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for j in 0..LANES {
+            let d = chunk[j] - shift;
+            s[j] += d;
+            ss[j] += d * d;
+        }
+    }
+    for &v in tail {
+        let d = v - shift;
+        s[0] += d;
+        ss[0] += d * d;
+    }
+    (s.iter().sum(), ss.iter().sum())
+}
+
+/// Returns `(sum(dz), sum(dz * x_hat))` over one plane, where `dz` is the gradient of the
+/// pre-activation. `coefficients` is `[mean, inv_std, scale, shift]` of the channel.
+fn grad_sums(x: &[f32], dy: &[f32], coefficients: [f32; 4], slope: Option<f32>) -> (f32, f32) {
+    let [mean, inv_std, scale, shift] = coefficients;
+    let negative = slope.unwrap_or(1.0);
+    let (mut sb, mut sg) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let term = |x: f32, dy: f32| {
+        let factor = if x * scale + shift > 0.0 {
+            1.0
+        } else {
+            negative
+        };
+        let dz = dy * factor;
+        (dz, dz * (x - mean) * inv_std)
+    };
+    let (xc, dc) = (x.chunks_exact(LANES), dy.chunks_exact(LANES));
+    let (xt, dt) = (xc.remainder(), dc.remainder());
+    for (xs, ds) in xc.zip(dc) {
+        for j in 0..LANES {
+            let (b, g) = term(xs[j], ds[j]);
+            sb[j] += b;
+            sg[j] += g;
+        }
+    }
+    for (&x, &dy) in xt.iter().zip(dt) {
+        let (b, g) = term(x, dy);
+        sb[0] += b;
+        sg[0] += g;
+    }
+    (sb.iter().sum(), sg.iter().sum())
 }

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::matmul::{MatRef, matmul};
+use crate::matmul::{MatRef, Scratch, matmul, matmul_column_major};
 use crate::{NnError, Param, Tensor, ThreadPool, Workspace};
 
 /// Minimum number of output columns (images x output pixels) one GEMM call covers.
@@ -48,8 +48,16 @@ impl Geometry {
     }
 }
 
+/// For stride 1: the output columns `lo..hi` whose input column `ox + kx - p` lies inside
+/// `0..w` (empty when none does).
+fn valid_range(kx: usize, p: usize, w: usize, wo: usize) -> (usize, usize) {
+    let lo = p.saturating_sub(kx).min(wo);
+    let hi = (w + p).saturating_sub(kx).min(wo).max(lo);
+    (lo, hi)
+}
+
 /// Writes the column matrix of one `[C, H, W]` image into `col` at column offset `offset`;
-/// `ld` is the row stride of `col`. Row `(c * k + ky) * k + kx` holds input pixel
+/// `ld` is the row stride of `col`. Row `(c * k + ky) * k + kx` contains input pixel
 /// `(c, oy * s + ky - p, ox * s + kx - p)` at column `oy * out_w + ox`, zero outside the image.
 fn im2col(x: &[f32], g: &Geometry, col: &mut [f32], ld: usize, offset: usize) {
     let (h, w, k, s, p) = (g.height, g.width, g.kernel, g.stride, g.padding);
@@ -60,6 +68,7 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32], ld: usize, offset: usize) {
             for kx in 0..k {
                 let row = (c * k + ky) * k + kx;
                 let dst = &mut col[row * ld + offset..row * ld + offset + ho * wo];
+                let (lo, hi) = valid_range(kx, p, w, wo);
                 for oy in 0..ho {
                     let d = &mut dst[oy * wo..(oy + 1) * wo];
                     let iy = (oy * s + ky) as isize - p as isize;
@@ -68,6 +77,13 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32], ld: usize, offset: usize) {
                         continue;
                     }
                     let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    if s == 1 {
+                        // A contiguous run of valid pixels between zero-padded edges.
+                        d[..lo].fill(0.0);
+                        d[hi..].fill(0.0);
+                        d[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
+                        continue;
+                    }
                     for (ox, v) in d.iter_mut().enumerate() {
                         let ix = (ox * s + kx) as isize - p as isize;
                         *v = if ix >= 0 && ix < w as isize {
@@ -93,13 +109,22 @@ fn col2im(col: &[f32], g: &Geometry, ld: usize, offset: usize, dx: &mut [f32]) {
             for kx in 0..k {
                 let row = (c * k + ky) * k + kx;
                 let src = &col[row * ld + offset..row * ld + offset + ho * wo];
+                let (lo, hi) = valid_range(kx, p, w, wo);
                 for oy in 0..ho {
                     let iy = (oy * s + ky) as isize - p as isize;
                     if iy < 0 || iy >= h as isize {
                         continue;
                     }
                     let d = &mut plane[iy as usize * w..(iy as usize + 1) * w];
-                    for (ox, &v) in src[oy * wo..(oy + 1) * wo].iter().enumerate() {
+                    let values = &src[oy * wo..(oy + 1) * wo];
+                    if s == 1 {
+                        let to = &mut d[lo + kx - p..hi + kx - p];
+                        to.iter_mut()
+                            .zip(&values[lo..hi])
+                            .for_each(|(d, v)| *d += v);
+                        continue;
+                    }
+                    for (ox, &v) in values.iter().enumerate() {
                         let ix = (ox * s + kx) as isize - p as isize;
                         if ix >= 0 && ix < w as isize {
                             d[ix as usize] += v;
@@ -141,6 +166,43 @@ fn unpack_group(
             }
         }
     }
+}
+
+/// Computes `y = conv(x)` (or `y += conv(x)`) for geometry `g` with a row-major weight
+/// `[out_channels, in_channels * k * k]`, in parallel over groups of images.
+fn convolve(
+    pool: &ThreadPool,
+    scratch: &Scratch,
+    weight: &[f32],
+    g: &Geometry,
+    x: &[f32],
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    let (group, k_rows, pixels) = (g.group_size(), g.col_rows(), g.out_pixels());
+    let out_image = g.out_channels * pixels;
+    let weight = MatRef::rows(weight, g.out_channels, k_rows);
+    pool.install(|| {
+        y.par_chunks_mut(group * out_image)
+            .zip(x.par_chunks(group * g.in_plane()))
+            .for_each(|(y, x)| {
+                let images = y.len() / out_image;
+                let cols = images * pixels;
+                scratch.with(k_rows * cols + out_image * images, |buf| {
+                    let (col, tmp) = buf.split_at_mut(k_rows * cols);
+                    for i in 0..images {
+                        im2col(&x[i * g.in_plane()..], g, col, cols, i * pixels);
+                    }
+                    let col = MatRef::rows(col, k_rows, cols);
+                    if images == 1 {
+                        matmul(y, cols, weight, col, accumulate);
+                    } else {
+                        matmul(tmp, cols, weight, col, false);
+                        unpack_group(tmp, images, g.out_channels, pixels, y, accumulate);
+                    }
+                });
+            });
+    });
 }
 
 /// 2-D convolution without bias (PyTorch `Conv2d(bias=False)`), square kernel.
@@ -249,33 +311,15 @@ impl Conv2d {
         }
         output.resize(&out_shape);
         workspace.scratch.ensure_threads(pool.threads());
-        let scratch = &workspace.scratch;
-        let (group, k_rows, pixels) = (g.group_size(), g.col_rows(), g.out_pixels());
-        let out_image = g.out_channels * pixels;
-        let weight = MatRef::rows(&self.weight.value, g.out_channels, k_rows);
-        pool.install(|| {
-            output
-                .data_mut()
-                .par_chunks_mut(group * out_image)
-                .zip(input.data().par_chunks(group * g.in_plane()))
-                .for_each(|(y, x)| {
-                    let images = y.len() / out_image;
-                    let cols = images * pixels;
-                    scratch.with(k_rows * cols + out_image * images, |buf| {
-                        let (col, tmp) = buf.split_at_mut(k_rows * cols);
-                        for i in 0..images {
-                            im2col(&x[i * g.in_plane()..], &g, col, cols, i * pixels);
-                        }
-                        let col = MatRef::rows(col, k_rows, cols);
-                        if images == 1 {
-                            matmul(y, cols, weight, col, accumulate);
-                        } else {
-                            matmul(tmp, cols, weight, col, false);
-                            unpack_group(tmp, images, g.out_channels, pixels, y, accumulate);
-                        }
-                    });
-                });
-        });
+        convolve(
+            pool,
+            &workspace.scratch,
+            &self.weight.value,
+            &g,
+            input.data(),
+            output.data_mut(),
+            accumulate,
+        );
         Ok(())
     }
 
@@ -328,21 +372,27 @@ impl Conv2d {
                             };
                             let dy_mat = MatRef::rows(dy_mat, g.out_channels, cols);
                             let col_t = MatRef::rows(col, k_rows, cols).t();
-                            matmul(partial, k_rows, dy_mat, col_t, true);
+                            // A column-major partial lets the gemm crate transpose-pack the
+                            // small dy operand instead of the large column matrix.
+                            matmul_column_major(partial, dy_mat, col_t, true);
                         });
                     }
                 });
+            // Partials are column-major [k_rows, out_channels]; the gradient is row-major
+            // [out_channels, k_rows]. Each element sums the partials in index order.
             let partials = &self.partials;
+            let out_channels = g.out_channels;
             self.weight
                 .grad
-                .par_chunks_mut(4096)
+                .par_chunks_mut(k_rows)
                 .enumerate()
-                .for_each(|(c, chunk)| {
-                    let base = c * 4096;
-                    chunk.fill(0.0);
-                    for j in 0..partial_count {
-                        let src = &partials[j * weight_len + base..][..chunk.len()];
-                        chunk.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                .for_each(|(co, row)| {
+                    for (r, value) in row.iter_mut().enumerate() {
+                        let mut sum = 0.0;
+                        for j in 0..partial_count {
+                            sum += partials[j * weight_len + r * out_channels + co];
+                        }
+                        *value = sum;
                     }
                 });
         });
@@ -375,6 +425,46 @@ impl Conv2d {
         }
         d_input.resize(input_shape);
         workspace.scratch.ensure_threads(pool.threads());
+        if g.stride == 1 && g.padding < g.kernel {
+            // With stride 1 the input gradient is itself a convolution of d_output with the
+            // spatially flipped, channel-transposed weight and padding k - 1 - p. That GEMM
+            // reduces over out_channels * k * k instead of out_channels and needs no col2im.
+            let k = g.kernel;
+            let taps = k * k;
+            let mut flipped = std::mem::take(&mut workspace.flipped);
+            flipped.resize(self.weight.value.len(), 0.0);
+            for co in 0..g.out_channels {
+                for ci in 0..g.in_channels {
+                    let src = &self.weight.value[(co * g.in_channels + ci) * taps..][..taps];
+                    let dst = &mut flipped[(ci * g.out_channels + co) * taps..][..taps];
+                    for (t, v) in dst.iter_mut().enumerate() {
+                        *v = src[taps - 1 - t];
+                    }
+                }
+            }
+            let transposed = Geometry {
+                in_channels: g.out_channels,
+                out_channels: g.in_channels,
+                height: g.out_height,
+                width: g.out_width,
+                out_height: g.height,
+                out_width: g.width,
+                padding: k - 1 - g.padding,
+                ..g
+            };
+            let (dy, dx) = (d_output.data(), d_input.data_mut());
+            convolve(
+                pool,
+                &workspace.scratch,
+                &flipped,
+                &transposed,
+                dy,
+                dx,
+                accumulate,
+            );
+            workspace.flipped = flipped;
+            return Ok(());
+        }
         let scratch = &workspace.scratch;
         let (group, k_rows, pixels) = (g.group_size(), g.col_rows(), g.out_pixels());
         let out_image = g.out_channels * pixels;

@@ -4,3 +4,6 @@ pub mod batchnorm;
 pub mod conv;
 pub mod linear;
 pub mod ops;
+
+#[cfg(test)]
+mod tests;

@@ -19,6 +19,7 @@
 //! the weight sums are never 0.
 
 use super::{LossError, check_len};
+use crate::matmul::{MatRef, matmul};
 
 /// Selection of the anchors and pairs that count in the contrastive loss.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -61,6 +62,10 @@ pub struct SoftSupConLoss {
     config: SoftSupConConfig,
     /// `[m, m]` similarities `s_ab`, overwritten by the gradient with respect to them.
     scratch: Vec<f64>,
+    /// Positive weights of one anchor row, `[m]`.
+    row_weights: Vec<f64>,
+    /// `[m, m]` f32 product buffer: the Gram matrix `F F^T`, then the symmetrised gradient.
+    product: Vec<f32>,
 }
 
 impl SoftSupConLoss {
@@ -94,6 +99,8 @@ impl SoftSupConLoss {
         Ok(Self {
             config,
             scratch: Vec::new(),
+            row_weights: Vec::new(),
+            product: Vec::new(),
         })
     }
 
@@ -154,23 +161,17 @@ impl SoftSupConLoss {
     }
 
     /// Fills `scratch` with `s_ab = f_a . f_b / temperature`.
+    ///
+    /// The Gram matrix is an f32 GEMM, as in the reference's f32 `matmul`; the rest of the loss
+    /// runs in f64.
     fn similarities(&mut self, features: &[f32], m: usize, dim: usize) {
         let inv_t = 1.0 / f64::from(self.config.temperature);
+        let rows = MatRef::rows(features, m, dim);
+        self.product.resize(m * m, 0.0);
+        matmul(&mut self.product, m, rows, rows.t(), false);
         self.scratch.clear();
-        self.scratch.resize(m * m, 0.0);
-        for a in 0..m {
-            let fa = &features[a * dim..(a + 1) * dim];
-            for b in a..m {
-                let fb = &features[b * dim..(b + 1) * dim];
-                let dot: f64 = fa
-                    .iter()
-                    .zip(fb)
-                    .map(|(&x, &y)| f64::from(x) * f64::from(y))
-                    .sum();
-                self.scratch[a * m + b] = dot * inv_t;
-                self.scratch[b * m + a] = dot * inv_t;
-            }
-        }
+        self.scratch
+            .extend(self.product.iter().map(|&x| f64::from(x) * inv_t));
     }
 
     /// Positive weight of samples `i` and `j` (see the module doc).
@@ -195,7 +196,9 @@ impl SoftSupConLoss {
         let n = labels.len();
         let ratio = f64::from(self.config.temperature) / f64::from(self.config.base_temperature);
         let mut scratch = std::mem::take(&mut self.scratch);
-        let mut weights = vec![0.0f64; m];
+        let mut weights = std::mem::take(&mut self.row_weights);
+        weights.clear();
+        weights.resize(m, 0.0);
         let mut loss = 0.0;
         for (a, row) in scratch.chunks_exact_mut(m).enumerate() {
             let i = a % n;
@@ -236,30 +239,29 @@ impl SoftSupConLoss {
             }
         }
         self.scratch = scratch;
+        self.row_weights = weights;
         loss
     }
 
-    /// Writes `d_a = scale / T * sum_b (G_ab + G_ba) f_b` from the similarity gradient `G`.
-    fn feature_gradient(&self, features: &[f32], m: usize, dim: usize, scale: f32, d: &mut [f32]) {
+    /// Writes `d_a = scale / T * sum_b (G_ab + G_ba) f_b` from the similarity gradient `G`,
+    /// as one f32 GEMM.
+    fn feature_gradient(
+        &mut self,
+        features: &[f32],
+        m: usize,
+        dim: usize,
+        scale: f32,
+        d: &mut [f32],
+    ) {
         let factor = f64::from(scale) / f64::from(self.config.temperature);
         let g = &self.scratch;
-        let mut acc = vec![0.0f64; dim];
-        for (a, d_row) in d.chunks_exact_mut(dim).enumerate() {
-            acc.fill(0.0);
+        for a in 0..m {
             for b in 0..m {
-                let coef = g[a * m + b] + g[b * m + a];
-                if coef == 0.0 {
-                    continue;
-                }
-                let fb = &features[b * dim..(b + 1) * dim];
-                for (x, &y) in acc.iter_mut().zip(fb) {
-                    *x += coef * f64::from(y);
-                }
-            }
-            for (out, &x) in d_row.iter_mut().zip(&acc) {
-                *out = (factor * x) as f32;
+                self.product[a * m + b] = (factor * (g[a * m + b] + g[b * m + a])) as f32;
             }
         }
+        let sym = MatRef::rows(&self.product, m, m);
+        matmul(d, dim, sym, MatRef::rows(features, m, dim), false);
     }
 }
 

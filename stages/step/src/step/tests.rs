@@ -285,3 +285,31 @@ fn model_of_another_size_is_rejected() {
     let err = Step::with_model(tiny_config(), other).err().unwrap();
     assert!(err.to_string().contains("model"), "{err}");
 }
+
+#[test]
+fn view_batch_converts_to_step_batch() {
+    let views = Views::new(2, 4);
+    let view_batch = ViewBatch {
+        seq: 5,
+        seed: 9,
+        height: SIDE as u32,
+        width: SIDE as u32,
+        labeled_weak: views.labeled.clone(),
+        labels: views.labels.clone(),
+        labeled_indices: vec![0, 1],
+        unlabeled_weak: views.weak.clone(),
+        unlabeled_strong: views.strong.clone(),
+        unlabeled_contrast: views.contrast.clone(),
+        unlabeled_true_labels: views.truth.clone(),
+        unlabeled_indices: vec![0, 1, 2, 3],
+    };
+    let batch = StepBatch::from_view_batch(&view_batch);
+    assert_eq!((batch.height, batch.width), (SIDE, SIDE));
+    assert_eq!(batch.labels, &views.labels[..]);
+    assert_eq!(batch.unlabeled_contrast, &views.contrast[..]);
+    assert_eq!(batch.unlabeled_true_labels, &views.truth[..]);
+
+    let mut step = Step::new(tiny_config(), 1).unwrap();
+    let metrics = step.train_step(&batch).unwrap();
+    assert_eq!(metrics.images, 2 + 3 * 4);
+}
