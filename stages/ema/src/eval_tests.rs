@@ -257,3 +257,36 @@ fn ema_of_other_model_is_rejected() {
         before
     );
 }
+
+/// Evaluates an untrained WideResNet-28-2 on the 10,000 real CIFAR-10 test images of the
+/// sample beside the repository. Ignored by default because it is slow: 299 s (33 images/s)
+/// with 2 threads on a shared 2-core machine under load. Run it with
+/// `cargo test -p ccssl-ema -- --ignored`.
+#[test]
+#[ignore = "slow: a full WRN-28-2 pass over 10,000 images"]
+fn real_cifar10_test_set_evaluates() {
+    let root =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cifar10");
+    let config = ccssl_loader::DatasetConfig::cifar10_local(root);
+    let test = ccssl_loader::load_dataset(&config, Part::Test).unwrap();
+    let model = WideResNetConfig {
+        depth: 28,
+        widen: 2,
+        num_classes: 10,
+        proj_dim: 64,
+    };
+    let mut evaluator = Evaluator::new(model, ViewNorm::CIFAR10, DEFAULT_EVAL_BATCH, 2).unwrap();
+
+    let started = std::time::Instant::now();
+    let metrics = evaluator.evaluate(&test).unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{metrics:?} in {seconds:.1} s, {:.0} images/s",
+        10_000.0 / seconds
+    );
+
+    assert_eq!(metrics.images, 10_000);
+    // An untrained model is near chance (10 %) with the seed-0 initialisation.
+    assert!(metrics.top1 < 30.0, "{metrics:?}");
+    assert!(metrics.top5 >= metrics.top1, "{metrics:?}");
+}
