@@ -55,7 +55,7 @@ pub struct LoadedCheckpoint {
 ///
 /// # Errors
 /// [`CheckpointError::Io`] when `path` cannot be read, [`CheckpointError::NotFound`] when it
-/// is none of the three, and the errors of [`verify_dir`] for a damaged checkpoint.
+/// matches none of the three, and the errors of [`verify_dir`] for a damaged checkpoint.
 pub fn open_checkpoint(path: &Path) -> Result<LoadedCheckpoint, CheckpointError> {
     if let Err(source) = std::fs::metadata(path) {
         return Err(CheckpointError::Io {
@@ -78,7 +78,7 @@ pub fn open_checkpoint(path: &Path) -> Result<LoadedCheckpoint, CheckpointError>
     Ok(LoadedCheckpoint { dir, state })
 }
 
-/// The directory `root/last` points to, `None` when there is no such link.
+/// Returns the directory `root/last` points to, or `None` when there is no such link.
 fn follow_last(root: &Path) -> Result<Option<PathBuf>, CheckpointError> {
     let link = root.join("last");
     match std::fs::read_link(&link) {
