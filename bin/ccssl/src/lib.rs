@@ -5,10 +5,16 @@
 //! - [`supervisor`]: launches a validated graph as processes and watches them;
 //! - [`dash`]: the terminal dashboard and the headless progress line;
 //! - [`bench`]: the `ccssl bench` throughput measurements;
-//! - [`cli`]: argument parsing and exit codes of both binaries.
+//! - [`cli`]: argument parsing and exit codes of both binaries;
+//! - [`eval_cmd`], [`predict_cmd`]: `ccssl eval` and `ccssl predict` on a checkpoint.
 
 pub mod bench;
 pub mod cli;
 pub mod dash;
+pub mod eval_cmd;
 pub mod kinds;
+pub mod predict_cmd;
 pub mod supervisor;
+
+#[cfg(test)]
+mod cmd_testutil;
