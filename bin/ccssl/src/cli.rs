@@ -71,6 +71,10 @@ enum ToolCommand {
     /// or terminal error, 2 when RUN_DIR is not a run directory, 3 when the run is not
     /// running; its summary is then printed.
     Dash(DashArgs),
+    /// Evaluate a checkpoint on the test split of its dataset (top-1, top-5, loss).
+    Eval(crate::eval_cmd::EvalArgs),
+    /// Print the top-5 classes of each image (PNG or JPEG, any size) under a checkpoint.
+    Predict(crate::predict_cmd::PredictArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,11 +204,22 @@ pub fn tool_main() -> ExitCode {
             ))
         }
         ToolCommand::Dash(dash) => attach(&dash.run_dir),
+        ToolCommand::Eval(eval) => report_failure(crate::eval_cmd::run(&eval)),
+        ToolCommand::Predict(predict) => report_failure(crate::predict_cmd::run(&predict)),
         ToolCommand::Graph(GraphCommand::Dot(file)) => match load("ccssl", &file.file, &file.set) {
             Ok(plan) => print_stdout(&graph::to_dot(&plan)),
             Err(code) => code,
         },
     }
+}
+
+/// Turns an internal failure of a subcommand into exit code 1 with its message; invalid input
+/// was already reported by the subcommand with its own exit code.
+fn report_failure(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|err| {
+        eprintln!("ccssl: {err:#}");
+        ExitCode::from(EXIT_FAILED)
+    })
 }
 
 /// `ccssl dash RUN_DIR`: shows a running run until it ends or the user leaves, then the
