@@ -2,6 +2,7 @@
 //! binaries.
 //!
 //! - [`kinds`]: the stage kinds a graph may use and the entry point of re-executed stages;
+//! - [`stages`]: entry code of the stage kinds defined here (the view sink);
 //! - [`supervisor`]: launches a validated graph as processes and watches them;
 //! - [`dash`]: the terminal dashboard and the headless progress line;
 //! - [`cli`]: argument parsing and exit codes of both binaries.
@@ -9,4 +10,5 @@
 pub mod cli;
 pub mod dash;
 pub mod kinds;
+pub mod stages;
 pub mod supervisor;
