@@ -1,8 +1,8 @@
 //! Runs of the data stages through `ccssl-run` on the real CIFAR-10 sample: loader ->
-//! augment -> view sink. The sink's summary holds a checksum over every view in sequence
-//! order; these tests compare it across replica counts, across a killed and restarted
-//! replica, and against views computed in this process from the loader and augmenter
-//! libraries directly.
+//! augment -> view sink. The sink's summary contains a checksum over every view in sequence
+//! order. These tests compare it across replica counts, across a killed and restarted
+//! replica or loader, and against views computed in this process from the loader and
+//! augmenter libraries directly.
 
 use std::fs::File;
 use std::path::PathBuf;

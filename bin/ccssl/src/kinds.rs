@@ -13,7 +13,7 @@
 //! Slot sizes: a loader writes `RawBatch` slots whose size follows from its own settings
 //! (`batch_size`, `mu` and the dataset's image size). An augmenter's `ViewBatch` slots
 //! depend on the batches it receives, so validation sizes them from the `Loader` stage that
-//! feeds it (through [`StageSpec::output_slot_bytes_after`]); an augmenter fed by any other
+//! feeds it, through [`StageSpec::output_slot_bytes_after`]. An augmenter fed by any other
 //! kind is rejected. An edge may still set a larger `slot_bytes`.
 //!
 //! Adding a kind means adding a variant here, its arms in the `StageSpec` impl and in

@@ -1,7 +1,7 @@
 //! The augmenter as a pipeline stage: decodes each `RawBatch` slot, computes its views with
 //! worker threads and writes them as a `ViewBatch` slot with the same sequence number.
 //!
-//! The stage is stateless and may run as several replicas; views depend only on the batch,
+//! The stage is stateless and may run as several replicas. Views depend only on the batch,
 //! its seed and sequence number and the settings, never on the replica or thread count. An
 //! input slot is released only after the output made from it is committed, so a respawned
 //! replica redoes the one batch its predecessor had not finished.
@@ -18,7 +18,7 @@ use crate::{AugmentConfig, ContrastConfig, StrongConfig, WeakConfig, augment_bat
 /// How often the stage logs its throughput while running.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
-/// Most worker threads one augment process may use.
+/// Maximum worker threads of one augment process.
 pub const MAX_THREADS: usize = 256;
 
 fn one_thread() -> usize {

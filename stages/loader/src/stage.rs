@@ -6,6 +6,7 @@
 //! committed to the output rings and resumes at the next one, so nothing is lost or repeated.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ccssl_pipe::batch::RawBatch;
@@ -16,6 +17,9 @@ use crate::{DatasetConfig, Loader, LoaderConfig};
 
 /// How often the stage logs its throughput while running.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the heartbeat is renewed while the dataset is being read.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
 
 /// Bytes of one `RawBatch` slot of `config`: `batch_size` labeled and `batch_size * mu`
 /// unlabeled images of the dataset's image size.
@@ -72,12 +76,33 @@ fn per_second(images: u64, since: Instant) -> u64 {
     (images as f64 / since.elapsed().as_secs_f64().max(1e-9)) as u64
 }
 
+/// Opens the loader (reading, maybe downloading, the dataset and drawing the split) while a
+/// helper thread keeps the heartbeat fresh, so a long download is not reported as a hung
+/// stage.
+fn open_with_heartbeat(ctx: &StageContext, config: &LoaderConfig) -> Result<Loader, StageError> {
+    let metrics = ctx.metrics();
+    let done = AtomicBool::new(false);
+    let opened = std::thread::scope(|scope| {
+        let beat = scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(metrics) = metrics {
+                    metrics.heartbeat();
+                }
+                std::thread::park_timeout(HEARTBEAT_EVERY);
+            }
+        });
+        let opened = Loader::open(config, ctx.seed(), ctx.run_dir());
+        done.store(true, Ordering::Relaxed);
+        beat.thread().unpark();
+        opened
+    });
+    opened.map_err(|err| StageError::Failed(err.to_string()))
+}
+
 /// Runs the loader stage: see the module documentation.
 pub fn run(ctx: &mut StageContext, config: &LoaderConfig) -> Result<(), StageError> {
     let opened = Instant::now();
-    let run_dir = ctx.run_dir().to_path_buf();
-    let mut loader = Loader::open(config, ctx.seed(), &run_dir)
-        .map_err(|err| StageError::Failed(err.to_string()))?;
+    let mut loader = open_with_heartbeat(ctx, config)?;
     tracing::info!(
         images = loader.dataset().len(),
         labeled = loader.split().labeled.len(),
