@@ -21,11 +21,16 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use ccssl_loader::DatasetConfig;
+use ccssl_nn::{CheckpointMismatch, WideResNetConfig};
+use ccssl_step::{StepConfig, ViewNorm};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
-/// Version of the `state.ron` layout; bumped when a field changes meaning.
-pub const STATE_FORMAT: u32 = 1;
+/// Version of the `state.ron` layout; bumped when a field changes meaning. Format 2 added the
+/// settings that make a checkpoint self-describing (model, normalisation, dataset, classes,
+/// optimizer and EMA settings).
+pub const STATE_FORMAT: u32 = 2;
 
 /// Name of the file holding a checkpoint's [`CheckpointState`].
 pub const STATE_FILE: &str = "state.ron";
@@ -46,7 +51,8 @@ pub enum CheckpointError {
     },
     /// The directory has no checkpoint at all.
     #[error(
-        "no checkpoint found in {0}: expected a `last` link or a step-NNNNNNNN directory with state.ron"
+        "no checkpoint found in {0}: expected a run directory, its checkpoints/ directory \
+         with a `last` link, or a step-NNNNNNNN directory with state.ron"
     )]
     NotFound(PathBuf),
     /// A file listed in `state.ron` is missing.
@@ -86,6 +92,34 @@ pub enum CheckpointError {
         /// What is wrong with it.
         message: String,
     },
+    /// A tensor file is not readable safetensors data.
+    #[error("checkpoint file {path} is not a valid safetensors file: {message}")]
+    TensorFile {
+        /// The file.
+        path: PathBuf,
+        /// What the safetensors parser reported.
+        message: String,
+    },
+    /// A tensor file's tensors do not fit the model that `state.ron` describes.
+    #[error(
+        "checkpoint file {path} does not fit the model in state.ron ({} mismatches): {}",
+        mismatches.len(),
+        join_mismatches(mismatches)
+    )]
+    TensorMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Every mismatching tensor, by name.
+        mismatches: Vec<CheckpointMismatch>,
+    },
+    /// The model, EMA or training step could not be rebuilt from the checkpoint's settings.
+    #[error("failed to restore from checkpoint {path}: {message}")]
+    Restore {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// The reason.
+        message: String,
+    },
     /// A file name would escape the checkpoint directory or clash with `state.ron`.
     #[error("invalid checkpoint file name `{0}`: expected a plain file name other than state.ron")]
     InvalidFileName(String),
@@ -121,8 +155,77 @@ pub struct CheckpointState {
     pub best_top1: Option<f64>,
     /// Step of the best evaluation.
     pub best_step: Option<u64>,
+    /// Settings of the training step: model size, loss, optimizer and its schedule,
+    /// normalisation of each view, threads.
+    pub step_config: StepConfig,
+    /// Learning rate the next step uses, which shows where the schedule stands.
+    pub next_lr: f32,
+    /// Decay of the parameter EMA.
+    pub ema_decay: f32,
+    /// The dataset the run trains on; evaluation reads its test part.
+    pub dataset: DatasetConfig,
+    /// Class names, indexed by label; as many as the model has classes.
+    pub class_names: Vec<String>,
+    /// Height of the model input in pixels.
+    pub image_height: u32,
+    /// Width of the model input in pixels.
+    pub image_width: u32,
     /// Files of the checkpoint with their sizes and digests; filled in by [`Checkpoints::write`].
     pub files: Vec<FileDigest>,
+}
+
+impl CheckpointState {
+    /// Size of the WideResNet the tensor files hold.
+    pub fn model_config(&self) -> WideResNetConfig {
+        let model = &self.step_config.model;
+        WideResNetConfig {
+            depth: model.depth,
+            widen: model.widen,
+            num_classes: model.num_classes,
+            proj_dim: model.proj_dim,
+        }
+    }
+
+    /// Normalisation of evaluation and prediction inputs: that of the labeled weak view,
+    /// which is the plain `ToTensor` + `Normalize` transform the reference applies to test
+    /// images too.
+    pub fn eval_normalization(&self) -> ViewNorm {
+        self.step_config.normalization.labeled
+    }
+
+    /// Checks the values a reader relies on: a buildable model, one class name per class and
+    /// a non-empty input size. Returns what is wrong.
+    fn check(&self) -> Result<(), String> {
+        if self.format != STATE_FORMAT {
+            return Err(format!(
+                "format {} is not supported; this build reads format {STATE_FORMAT}",
+                self.format
+            ));
+        }
+        self.model_config()
+            .validate()
+            .map_err(|err| format!("step_config.model: {err}"))?;
+        let classes = self.step_config.model.num_classes;
+        if self.class_names.len() != classes {
+            return Err(format!(
+                "class_names has {} names but the model has {classes} classes",
+                self.class_names.len()
+            ));
+        }
+        if self.image_height == 0 || self.image_width == 0 {
+            return Err(format!(
+                "image size {}x{} is empty",
+                self.image_height, self.image_width
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `format` field alone, read before the rest of `state.ron`; other fields are ignored.
+#[derive(Deserialize)]
+struct FormatProbe {
+    format: u32,
 }
 
 /// Which checkpoint of a run to load.
@@ -314,18 +417,27 @@ pub fn verify_dir(dir: &Path) -> Result<CheckpointState, CheckpointError> {
             });
         }
     };
+    // Read the format first, so a state file of another version is reported as such rather
+    // than as a missing or unknown field.
+    if let Ok(FormatProbe { format }) = ron::from_str(&text)
+        && format != STATE_FORMAT
+    {
+        return Err(CheckpointError::InvalidState {
+            path: state_path,
+            message: format!(
+                "format {format} is not supported; this build reads format {STATE_FORMAT}"
+            ),
+        });
+    }
     let state: CheckpointState =
         ron::from_str(&text).map_err(|err| CheckpointError::InvalidState {
             path: state_path.clone(),
             message: err.to_string(),
         })?;
-    if state.format != STATE_FORMAT {
+    if let Err(message) = state.check() {
         return Err(CheckpointError::InvalidState {
             path: state_path,
-            message: format!(
-                "format {} is not supported; this build reads format {STATE_FORMAT}",
-                state.format
-            ),
+            message,
         });
     }
     for file in &state.files {
@@ -361,6 +473,11 @@ pub fn verify_dir(dir: &Path) -> Result<CheckpointState, CheckpointError> {
         }
     }
     Ok(state)
+}
+
+fn join_mismatches(mismatches: &[CheckpointMismatch]) -> String {
+    let lines: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
+    lines.join("; ")
 }
 
 /// Name of the directory of a step, zero-padded so names sort by step.

@@ -1,3 +1,5 @@
+use ccssl_loader::SyntheticSpec;
+
 use super::*;
 
 fn state(step: u64) -> CheckpointState {
@@ -9,6 +11,13 @@ fn state(step: u64) -> CheckpointState {
         graph_hash: "abc123".into(),
         best_top1: Some(50.0),
         best_step: Some(step),
+        step_config: StepConfig::default(),
+        next_lr: 0.03,
+        ema_decay: 0.999,
+        dataset: DatasetConfig::synthetic(&SyntheticSpec::default()),
+        class_names: (0..10).map(|c| format!("class-{c}")).collect(),
+        image_height: 32,
+        image_width: 32,
         files: Vec::new(),
     }
 }
@@ -188,4 +197,66 @@ fn file_name_with_slash_is_rejected() {
     let ckpt = Checkpoints::new(run.path(), 3).unwrap();
     let err = ckpt.write(state(1), &[("../x", b"1")], false).unwrap_err();
     assert!(matches!(err, CheckpointError::InvalidFileName(_)), "{err}");
+}
+
+#[test]
+fn state_round_trips_through_ron() {
+    let run = tempfile::tempdir().unwrap();
+    let ckpt = Checkpoints::new(run.path(), 3).unwrap();
+    let mut expected = state(12);
+    expected.step_config.optimizer.lr = 0.017;
+    expected.step_config.normalization.contrast = ViewNorm::CIFAR10;
+    expected.next_lr = 0.012_345_678;
+    let dir = ckpt.write(expected.clone(), &[("a", b"1")], false).unwrap();
+
+    let read = verify_dir(&dir).unwrap();
+    expected.files = read.files.clone();
+    assert_eq!(read, expected);
+}
+
+#[test]
+fn class_count_mismatch_is_invalid() {
+    let run = tempfile::tempdir().unwrap();
+    let ckpt = Checkpoints::new(run.path(), 3).unwrap();
+    let mut bad = state(3);
+    bad.class_names.pop();
+    let dir = ckpt.write(bad, &[], false).unwrap();
+
+    let err = verify_dir(&dir).unwrap_err();
+    assert!(matches!(err, CheckpointError::InvalidState { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("class_names has 9 names but the model has 10 classes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_model_depth_is_invalid() {
+    let run = tempfile::tempdir().unwrap();
+    let ckpt = Checkpoints::new(run.path(), 3).unwrap();
+    let mut bad = state(3);
+    bad.step_config.model.depth = 11;
+    let dir = ckpt.write(bad, &[], false).unwrap();
+
+    let err = verify_dir(&dir).unwrap_err();
+    assert!(err.to_string().contains("step_config.model"), "{err}");
+    assert!(err.to_string().contains("depth"), "{err}");
+}
+
+#[test]
+fn older_format_is_rejected() {
+    let run = tempfile::tempdir().unwrap();
+    let ckpt = Checkpoints::new(run.path(), 3).unwrap();
+    let dir = write_step(&ckpt, 5, false);
+    // A state file as format 1 wrote it, without the settings added in format 2.
+    let old = "(format: 1, step: 5, total_steps: 100, seed: 7, graph_hash: \"abc\", \
+               best_top1: None, best_step: None, files: [])";
+    fs::write(dir.join(STATE_FILE), old).unwrap();
+
+    let err = verify_dir(&dir).unwrap_err();
+    assert!(
+        err.to_string().contains("format 1 is not supported"),
+        "{err}"
+    );
 }

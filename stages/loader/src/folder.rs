@@ -208,6 +208,28 @@ fn decode_all(files: &[(PathBuf, u32)], resize: Resize) -> Result<Vec<u8>, Loade
     Ok(images)
 }
 
+/// Decodes one PNG or JPEG file and resizes it to `height x width` with `filter`, as an
+/// ImageFolder dataset does with each of its images. Returns `u8` RGB pixels in HWC order.
+///
+/// # Errors
+/// [`LoaderError::Io`] when the file cannot be read, [`LoaderError::ImageDecode`] when it is
+/// not a decodable image; both name the path.
+pub fn read_image_resized(
+    path: &Path,
+    height: u32,
+    width: u32,
+    filter: ResizeFilter,
+) -> Result<Vec<u8>, LoaderError> {
+    let resize = Resize {
+        height,
+        width,
+        filter,
+    };
+    let mut pixels = vec![0u8; height as usize * width as usize * CHANNELS];
+    decode_into(path, resize, &mut pixels)?;
+    Ok(pixels)
+}
+
 fn decode_into(path: &Path, resize: Resize, pixels: &mut [u8]) -> Result<(), LoaderError> {
     let decode_error = |source| LoaderError::ImageDecode {
         path: path.to_path_buf(),

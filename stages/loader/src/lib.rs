@@ -33,6 +33,7 @@ pub use config::{DatasetConfig, LoaderConfig, OFFICIAL_BASE_URL, ResizeFilter, S
 pub use dataset::{Dataset, Part};
 pub use download::{ArchiveSpec, cache_dir, ensure_archive};
 pub use error::LoaderError;
+pub use folder::read_image_resized;
 pub use sequence::{BatchIndices, Loader, batch_seed};
 pub use split::{LabeledSplit, SPLIT_FILE};
 pub use synthetic::generate as generate_synthetic;
