@@ -23,7 +23,7 @@ pub const EXIT_INVALID: u8 = 2;
 /// Exit code of a run stopped by SIGINT or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-/// `ccssl-run GRAPH [--set PATH=VALUE]... [--out DIR] [--headless]`
+/// `ccssl-run GRAPH [--set PATH=VALUE]... [--data DIR] [--out DIR] [--headless]`
 #[derive(Debug, Parser)]
 #[command(name = "ccssl-run", version, about = "Run a ccssl pipeline graph")]
 pub struct RunArgs {
@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// stages.relay.replicas=3 or edges.0.slots=16. May be repeated; applied in order.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
+    /// Dataset root of every Loader stage (replaces `dataset.root`) [default: $CCSSL_DATA,
+    /// else the graph's value].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// Directory in which the run directory `<graph name>-<UTC time>` is created [default:
     /// the graph's `out`, else `runs`].
     #[arg(long, value_name = "DIR")]
@@ -96,7 +100,8 @@ pub fn run_main() -> ExitCode {
         Ok(args) => args,
         Err(err) => return clap_exit("ccssl-run", &err),
     };
-    let plan = match load("ccssl-run", &args.graph, &args.set) {
+    let sets = kinds::with_data_root(&args.graph, args.data.as_deref(), &args.set);
+    let plan = match load("ccssl-run", &args.graph, &sets) {
         Ok(plan) => plan,
         Err(code) => return code,
     };

@@ -1,28 +1,445 @@
 //! Stage kinds of ccssl graphs and the entry point of re-executed stage processes.
 //!
-//! A graph's stage kinds are one enum implementing [`ccssl_pipe::graph::StageSpec`]. For now
-//! that is the set `ccssl-pipe` defines (the test stages and `Exec`). Adding a kind means
-//! replacing [`Stage`] with an enum here that wraps `PipeStage`'s configs plus the new one,
-//! implementing `StageSpec` for it, and adding its arm to [`run_stage`].
+//! [`Stage`] lists every kind a graph may use: the test kinds and `Exec` of `ccssl-pipe`, and
+//! the data stages:
+//!
+//! ```ron
+//! "loader": Loader(dataset: Cifar10(root: "../shared/data/cifar10", download: false),
+//!                  num_labeled: 4000, batch_size: 64, mu: 7, total_steps: Some(40)),
+//! "augment": Augment(threads: 2, replicas: 2, restart: OnFailure(max: 3), contrast: ()),
+//! "sink": ViewSink(expect: Some(40)),
+//! ```
+//!
+//! Slot sizes: a loader writes `RawBatch` slots whose size follows from its own settings
+//! (`batch_size`, `mu` and the dataset's image size). An augmenter's `ViewBatch` slots
+//! depend on the batches it receives, so validation sizes them from the `Loader` stage that
+//! feeds it, through [`StageSpec::output_slot_bytes_after`]. An augmenter fed by any other
+//! kind is rejected. An edge may still set a larger `slot_bytes`.
+//!
+//! Adding a kind means adding a variant here, its arms in the `StageSpec` impl and in
+//! [`run_stage`].
 
 use std::process::ExitCode;
 
-use ccssl_pipe::graph::PipeStage;
+use ccssl_augment::stage::{AugmentStageConfig, MAX_THREADS};
+use ccssl_loader::LoaderConfig;
+use ccssl_pipe::graph::{
+    ExecConfig, PipeStage, Ports, RelayConfig, Restart, SinkConfig, SourceConfig, SpecProblem,
+    StageSpec,
+};
 use ccssl_pipe::stage::{self, StageError};
 use ccssl_pipe::testing;
+use serde::{Deserialize, Serialize};
+
+use crate::stages::view_sink::{self, ViewSinkConfig};
 
 /// The stage kinds `ccssl-run` accepts.
-pub type Stage = PipeStage;
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub enum Stage {
+    /// Test source of checksummed payloads.
+    Source(SourceConfig),
+    /// Test relay that checks and forwards payloads.
+    Relay(RelayConfig),
+    /// Test sink that checks payloads and writes a summary.
+    Sink(SinkConfig),
+    /// An outside program.
+    Exec(ExecConfig),
+    /// Dataset reader that emits `RawBatch` slots.
+    Loader(LoaderConfig),
+    /// Augmenter that turns `RawBatch` slots into `ViewBatch` slots.
+    Augment(AugmentStageConfig),
+    /// Counting sink of `ViewBatch` slots.
+    ViewSink(ViewSinkConfig),
+}
+
+/// Any number of edges.
+const ANY: usize = usize::MAX;
+
+impl Stage {
+    /// The same stage as a `ccssl-pipe` kind, for the kinds defined there.
+    fn pipe(&self) -> Option<PipeStage> {
+        Some(match self {
+            Stage::Source(c) => PipeStage::Source(c.clone()),
+            Stage::Relay(c) => PipeStage::Relay(c.clone()),
+            Stage::Sink(c) => PipeStage::Sink(c.clone()),
+            Stage::Exec(c) => PipeStage::Exec(c.clone()),
+            Stage::Loader(_) | Stage::Augment(_) | Stage::ViewSink(_) => return None,
+        })
+    }
+}
+
+fn problem(field: &str, message: String) -> Result<(), SpecProblem> {
+    Err(SpecProblem {
+        field: field.to_string(),
+        message,
+    })
+}
+
+fn check_loader(config: &LoaderConfig) -> Result<(), SpecProblem> {
+    if let Err(err) = config.validate() {
+        let field = match &err {
+            ccssl_loader::LoaderError::Config { field, .. } => field,
+            _ => "",
+        };
+        return problem(field, err.to_string());
+    }
+    if config.total_steps == Some(0) {
+        return problem(
+            "total_steps",
+            "invalid total_steps Some(0); expected None or at least Some(1)".to_string(),
+        );
+    }
+    if ccssl_loader::stage::raw_slot_bytes(config) > ccssl_pipe::graph::MAX_SLOT_BYTES {
+        return problem(
+            "batch_size",
+            format!(
+                "batches of {} + {} images of {:?} do not fit in one slot of at most {} bytes; \
+                 expected a smaller batch_size or mu",
+                config.batch_size,
+                config.batch_size.saturating_mul(config.mu),
+                config.image_size(),
+                ccssl_pipe::graph::MAX_SLOT_BYTES
+            ),
+        );
+    }
+    ccssl_loader::stage::check_root(config).or_else(|message| problem("dataset.root", message))
+}
+
+fn check_augment(config: &AugmentStageConfig) -> Result<(), SpecProblem> {
+    if config.threads == 0 || config.threads > MAX_THREADS {
+        return problem(
+            "threads",
+            format!(
+                "invalid threads {}; expected 1 to {MAX_THREADS}",
+                config.threads
+            ),
+        );
+    }
+    // The image size is checked against the loader in `output_slot_bytes_after`.
+    config.augment().validate(0, 0).or_else(augment_problem)
+}
+
+fn augment_problem(err: ccssl_augment::AugmentError) -> Result<(), SpecProblem> {
+    let field = match &err {
+        ccssl_augment::AugmentError::Config { field, .. } => field,
+        _ => "",
+    };
+    problem(field, err.to_string())
+}
+
+impl StageSpec for Stage {
+    fn kind(&self) -> &'static str {
+        match self {
+            Stage::Loader(_) => "Loader",
+            Stage::Augment(_) => "Augment",
+            Stage::ViewSink(_) => "ViewSink",
+            other => other.pipe().map_or("", |p| p.kind()),
+        }
+    }
+
+    fn replicas(&self) -> u32 {
+        match self {
+            Stage::Loader(_) => 1,
+            Stage::Augment(c) => c.replicas,
+            Stage::ViewSink(c) => c.replicas,
+            other => other.pipe().map_or(1, |p| p.replicas()),
+        }
+    }
+
+    fn restart(&self) -> Restart {
+        match self {
+            Stage::Loader(c) => c.restart,
+            Stage::Augment(c) => c.restart,
+            Stage::ViewSink(c) => c.restart,
+            other => other.pipe().map_or(Restart::Never, |p| p.restart()),
+        }
+    }
+
+    fn stateful(&self) -> bool {
+        match self {
+            Stage::Loader(_) | Stage::Augment(_) => false,
+            Stage::ViewSink(_) => true,
+            other => other.pipe().is_some_and(|p| p.stateful()),
+        }
+    }
+
+    fn ports(&self) -> Ports {
+        match self {
+            Stage::Loader(_) => Ports {
+                inputs: (0, 0),
+                outputs: (1, 1),
+            },
+            Stage::Augment(_) => Ports {
+                inputs: (1, 1),
+                outputs: (1, 1),
+            },
+            Stage::ViewSink(_) => Ports {
+                inputs: (1, 1),
+                outputs: (0, 0),
+            },
+            other => other.pipe().map_or(
+                Ports {
+                    inputs: (0, ANY),
+                    outputs: (0, ANY),
+                },
+                |p| p.ports(),
+            ),
+        }
+    }
+
+    fn output_slot_bytes(&self) -> Option<u64> {
+        match self {
+            Stage::Loader(c) => Some(ccssl_loader::stage::raw_slot_bytes(c)),
+            Stage::Augment(_) | Stage::ViewSink(_) => None,
+            other => other.pipe().and_then(|p| p.output_slot_bytes()),
+        }
+    }
+
+    fn output_slot_bytes_after(&self, upstream: &[&Self]) -> Result<Option<u64>, SpecProblem> {
+        let Stage::Augment(config) = self else {
+            return Ok(self.output_slot_bytes());
+        };
+        match upstream {
+            [Stage::Loader(loader)] => {
+                let (height, width) = loader.image_size();
+                config
+                    .augment()
+                    .validate(width as usize, height as usize)
+                    .or_else(augment_problem)?;
+                let unlabeled = loader.batch_size.saturating_mul(loader.mu);
+                Ok(Some(config.view_slot_bytes(
+                    height,
+                    width,
+                    loader.batch_size,
+                    unlabeled,
+                )))
+            }
+            other => Err(SpecProblem {
+                field: String::new(),
+                message: format!(
+                    "input from a {} stage; an Augment stage sizes its output slots from the \
+                     batch shape of the Loader stage feeding it, so expected an edge from a \
+                     Loader stage",
+                    other.first().map_or("missing", |s| s.kind())
+                ),
+            }),
+        }
+    }
+
+    fn check(&self) -> Result<(), SpecProblem> {
+        match self {
+            Stage::Loader(c) => check_loader(c),
+            Stage::Augment(c) => check_augment(c),
+            Stage::ViewSink(ViewSinkConfig {
+                expect: Some(0), ..
+            }) => problem(
+                "expect",
+                "invalid expect Some(0); expected None or at least Some(1)".to_string(),
+            ),
+            Stage::ViewSink(_) => Ok(()),
+            other => other.pipe().map_or(Ok(()), |p| p.check()),
+        }
+    }
+
+    fn exec(&self) -> Option<&ExecConfig> {
+        match self {
+            Stage::Exec(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Environment variable that stands in for `--data` when the option is not given.
+pub const DATA_ENV: &str = "CCSSL_DATA";
+
+/// Turns `--data DIR` (else `$CCSSL_DATA`) into `--set` overrides of `dataset.root` for every
+/// `Loader` stage of the graph in `file`, placed before `sets` so that an explicit `--set`
+/// still wins. Without a data root, or when the file does not parse (loading reports that),
+/// returns `sets` unchanged.
+pub fn with_data_root(
+    file: &std::path::Path,
+    data: Option<&std::path::Path>,
+    sets: &[String],
+) -> Vec<String> {
+    let env = std::env::var_os(DATA_ENV).map(std::path::PathBuf::from);
+    let Some(data) = data.or(env.as_deref()) else {
+        return sets.to_vec();
+    };
+    let Some(raw) = std::fs::read_to_string(file).ok().and_then(|text| {
+        ccssl_pipe::graph::ron_options()
+            .from_str::<ccssl_pipe::graph::RawGraph<Stage>>(&text)
+            .ok()
+    }) else {
+        return sets.to_vec();
+    };
+    let root = ron::to_string(&data.display().to_string()).unwrap_or_default();
+    let mut all: Vec<String> = raw
+        .stages
+        .0
+        .iter()
+        .filter(|(_, stage)| matches!(stage, Stage::Loader(_)))
+        .map(|(name, _)| format!("stages.{name}.dataset.root={root}"))
+        .collect();
+    all.extend_from_slice(sets);
+    all
+}
 
 /// Runs the stage described by the launch environment (the hidden `stage` subcommand).
 pub fn run_stage() -> ExitCode {
     stage::main(|ctx| match ctx.spec::<Stage>()? {
-        PipeStage::Source(config) => testing::source(ctx, &config),
-        PipeStage::Relay(config) => testing::relay(ctx, &config),
-        PipeStage::Sink(config) => testing::sink(ctx, &config),
-        PipeStage::Exec(config) => Err(StageError::Failed(format!(
+        Stage::Source(config) => testing::source(ctx, &config),
+        Stage::Relay(config) => testing::relay(ctx, &config),
+        Stage::Sink(config) => testing::sink(ctx, &config),
+        Stage::Exec(config) => Err(StageError::Failed(format!(
             "an Exec stage runs {:?}, not the stage subcommand",
             config.program
         ))),
+        Stage::Loader(config) => ccssl_loader::stage::run(ctx, &config),
+        Stage::Augment(config) => ccssl_augment::stage::run(ctx, &config),
+        Stage::ViewSink(config) => view_sink::run(ctx, &config),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use ccssl_pipe::graph;
+
+    use super::*;
+
+    const GRAPH: &str = r#"Graph(
+        name: "kinds",
+        stages: {
+            "loader": Loader(dataset: Synthetic(classes: 4, train_per_class: 10, height: 16, width: 8),
+                             num_labeled: 8, batch_size: 4, mu: 3, total_steps: 5),
+            "augment": Augment(replicas: 2, restart: OnFailure(max: 3), contrast: ()),
+            "sink": ViewSink(expect: 5),
+        },
+        edges: [
+            Edge(from: "loader", to: "augment", slots: 4),
+            Edge(from: "augment", to: "sink", slots: 4),
+        ],
+    )"#;
+
+    fn load(text: &str, set: &[&str]) -> Result<graph::Plan<Stage>, String> {
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        graph::load_str::<Stage>(Path::new("kinds.ron"), text, &set).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn design_form_of_the_loader_parses() {
+        let text = r#"Graph(name: "g", stages: {
+            "loader": Loader(dataset: Cifar10(root: "../shared/data/cifar10"), num_labeled: 4000, batch_size: 64, mu: 7),
+        })"#;
+        let raw: graph::RawGraph<Stage> = graph::ron_options().from_str(text).unwrap();
+        let Stage::Loader(config) = &raw.stages.0[0].1 else {
+            panic!("expected a loader, got {:?}", raw.stages.0[0].1);
+        };
+        assert_eq!(
+            (config.num_labeled, config.batch_size, config.mu),
+            (4000, 64, 7)
+        );
+        assert_eq!(config.total_steps, None);
+        assert_eq!(config.restart, Restart::Never);
+    }
+
+    #[test]
+    fn slots_are_sized_from_the_loader() {
+        let plan = load(GRAPH, &[]).unwrap();
+        let raw = ccssl_pipe::slot::raw_batch_size(16, 8, 4, 12) as u64;
+        let views = ccssl_pipe::slot::view_batch_size(16, 8, 4, 12, true) as u64;
+        assert_eq!(plan.edges[0].slot_bytes, raw);
+        assert_eq!(plan.edges[1].slot_bytes, views);
+        // Four views of 16 x 8 RGB per unlabeled image would not fit; three do.
+        assert!(views >= (4 + 3 * 12) * 16 * 8 * 3);
+        assert!(views < (4 + 4 * 12) * 16 * 8 * 3);
+
+        let plan = load(GRAPH, &["stages.augment.contrast=None"]).unwrap();
+        let views = ccssl_pipe::slot::view_batch_size(16, 8, 4, 12, false) as u64;
+        assert_eq!(plan.edges[1].slot_bytes, views);
+    }
+
+    #[test]
+    fn small_slot_bytes_after_augment_is_rejected() {
+        let message = load(GRAPH, &["edges.1.slot_bytes=1000"]).unwrap_err();
+        assert!(message.contains("edge \"augment -> sink\""), "{message}");
+        assert!(message.contains("slot_bytes 1000 is smaller"), "{message}");
+    }
+
+    #[test]
+    fn augment_needs_a_loader_upstream() {
+        let text = r#"Graph(name: "g", stages: {
+            "source": Source(count: 3),
+            "augment": Augment(),
+            "sink": ViewSink(),
+        }, edges: [
+            Edge(from: "source", to: "augment", slots: 2),
+            Edge(from: "augment", to: "sink", slots: 2),
+        ])"#;
+        let message = load(text, &[]).unwrap_err();
+        assert!(message.contains("stage \"augment\""), "{message}");
+        assert!(message.contains("input from a Source stage"), "{message}");
+    }
+
+    #[test]
+    fn bad_settings_are_rejected_with_field() {
+        let message = load(GRAPH, &["stages.augment.weak=(pad: 8)"]).unwrap_err();
+        assert!(message.contains("weak.pad"), "{message}");
+        let message = load(GRAPH, &["stages.augment.threads=0"]).unwrap_err();
+        assert!(message.contains("invalid threads 0"), "{message}");
+        let message = load(GRAPH, &["stages.loader.mu=0"]).unwrap_err();
+        assert!(message.contains("mu = 0"), "{message}");
+        let message = load(GRAPH, &["stages.sink.replicas=2"]).unwrap_err();
+        assert!(message.contains("stateful ViewSink"), "{message}");
+        let message = load(GRAPH, &["stages.loader.replicas=2"]).unwrap_err();
+        assert!(message.contains("replicas"), "{message}");
+    }
+
+    #[test]
+    fn missing_dataset_root_is_a_graph_error() {
+        let text = GRAPH.replace(
+            "Synthetic(classes: 4, train_per_class: 10, height: 16, width: 8)",
+            r#"Cifar10(root: "/no/such/cifar", download: false)"#,
+        );
+        let message = load(&text, &[]).unwrap_err();
+        assert!(message.contains("stage \"loader\""), "{message}");
+        assert!(message.contains("/no/such/cifar"), "{message}");
+        assert!(message.contains("--data"), "{message}");
+    }
+
+    #[test]
+    fn data_root_overrides_every_loader() {
+        let dir = std::env::temp_dir().join(format!("ccssl-kinds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("g.ron");
+        std::fs::write(&file, GRAPH).unwrap();
+        let sets = with_data_root(&file, Some(Path::new("/data/c\"10")), &["a=1".to_string()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            sets,
+            [
+                r#"stages.loader.dataset.root="/data/c\"10""#.to_string(),
+                "a=1".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn pipe_kinds_keep_their_rules() {
+        let text = r#"Graph(name: "g", stages: {
+            "source": Source(count: 3, payload_bytes: 100),
+            "relay": Relay(replicas: 2),
+            "sink": Sink(expect: 3),
+        }, edges: [
+            Edge(from: "source", to: "relay", slots: 2),
+            Edge(from: "relay", to: "sink", slots: 2),
+        ])"#;
+        let plan = load(text, &[]).unwrap();
+        assert_eq!(plan.stages[1].replicas, 2);
+        let size = ccssl_pipe::slot::test_slot_size(100) as u64;
+        assert_eq!(plan.edges[1].slot_bytes, size);
+        let message = load(text, &["stages.source.replicas=2"]).unwrap_err();
+        assert!(message.contains("stateful Source"), "{message}");
+    }
 }

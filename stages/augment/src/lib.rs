@@ -6,7 +6,7 @@
 //! transforms within one grey level (tests compare against fixtures from
 //! `tools/reference/augment_reference.py`). [`augment_batch`] turns a loader batch into the
 //! views the step stage consumes; it is a pure function of the batch, the configuration and
-//! nothing else.
+//! nothing else. [`stage::run`] runs it as the augment stage of a pipeline.
 
 mod batch;
 pub mod color;
@@ -16,6 +16,7 @@ pub mod geometry;
 mod image;
 pub mod randaugment;
 pub mod resample;
+pub mod stage;
 pub mod views;
 
 pub use batch::{View, augment_batch, augment_image, image_rng};

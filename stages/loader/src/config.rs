@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use ccssl_pipe::graph::Restart;
+
 use crate::error::LoaderError;
 
 /// Base URL of the official CIFAR archives. The archive name is appended to it.
@@ -38,6 +40,15 @@ pub struct LoaderConfig {
     /// `eval_step` of the reference CIFAR configurations.
     #[serde(default = "default_eval_step")]
     pub eval_step: usize,
+    /// Batches the loader stage emits before it closes its output, `None` for no limit (until
+    /// the run is stopped). Default none.
+    #[serde(default)]
+    pub total_steps: Option<u64>,
+    /// Policy of the supervisor when the loader stage fails: the loader is stateless (batch
+    /// `k` depends only on the seed and `k`), so a respawned loader resumes after the last
+    /// batch its predecessor committed. Default `Never`.
+    #[serde(default)]
+    pub restart: Restart,
 }
 
 /// The source of images. In RON each variant reads like a struct:
@@ -234,6 +245,18 @@ impl LoaderConfig {
             mu: default_mu(),
             expand_labeled: false,
             eval_step: default_eval_step(),
+            total_steps: None,
+            restart: Restart::Never,
+        }
+    }
+
+    /// Returns the height and width of the images the dataset yields, known without reading
+    /// it: 32 x 32 for CIFAR, the configured size for ImageFolder and Synthetic.
+    pub fn image_size(&self) -> (u32, u32) {
+        match &self.dataset {
+            DatasetConfig::Cifar10 { .. } | DatasetConfig::Cifar100 { .. } => (32, 32),
+            DatasetConfig::ImageFolder { height, width, .. }
+            | DatasetConfig::Synthetic { height, width, .. } => (*height, *width),
         }
     }
 

@@ -4,7 +4,8 @@
 //! in-memory [`Dataset`]. CIFAR comes as official binary batches, from a directory or the
 //! official `.tar.gz`, which is downloaded into a cache when allowed. The crate also draws and
 //! saves the labeled split ([`LabeledSplit`]) and turns (seed, step) into the step's labeled
-//! and unlabeled batch ([`Loader::batch`]).
+//! and unlabeled batch ([`Loader::batch`]), and runs as the loader stage of a pipeline
+//! ([`stage::run`]).
 //!
 //! ```no_run
 //! use ccssl_loader::{DatasetConfig, Loader, LoaderConfig};
@@ -25,6 +26,7 @@ mod folder;
 mod rng;
 mod sequence;
 mod split;
+pub mod stage;
 mod synthetic;
 #[cfg(test)]
 mod testutil;

@@ -111,6 +111,17 @@ pub trait StageSpec: DeserializeOwned + Serialize + Clone + fmt::Debug {
     /// Returns the bytes each output slot needs, if the kind fixes them; an edge without
     /// `slot_bytes` uses this size.
     fn output_slot_bytes(&self) -> Option<u64>;
+    /// Returns the bytes each output slot needs when they depend on the stages upstream;
+    /// `upstream` holds the spec of the stage feeding each input edge, in input order.
+    ///
+    /// Validation uses this size for output edges without `slot_bytes` and rejects an edge
+    /// whose `slot_bytes` is smaller. An error rejects the graph (for example when the
+    /// upstream stage cannot tell the size of its items). The default is
+    /// [`output_slot_bytes`](Self::output_slot_bytes).
+    fn output_slot_bytes_after(&self, upstream: &[&Self]) -> Result<Option<u64>, SpecProblem> {
+        let _ = upstream;
+        Ok(self.output_slot_bytes())
+    }
     /// Checks the kind's own fields.
     fn check(&self) -> Result<(), SpecProblem>;
     /// Returns the external program, for a stage that runs one.

@@ -616,26 +616,51 @@ fn topological_order<S>(
     ))
 }
 
-/// Gives every edge without `slot_bytes` the size its producer writes, or for a stage that
-/// forwards what it receives, the largest slot of its inputs.
+/// Gives every edge without `slot_bytes` the size its producer writes (which may depend on
+/// the stages feeding the producer), or for a stage that forwards what it receives, the
+/// largest slot of its inputs. Rejects an edge whose `slot_bytes` is below what the
+/// producer writes.
 fn fill_slot_bytes<S: StageSpec>(
     checker: &Checker,
     stages: &[StagePlan<S>],
     mut edges: Vec<EdgePlan>,
     order: &[usize],
 ) -> Result<Vec<EdgePlan>, GraphError> {
+    let index_of = |name: &str| stages.iter().position(|s| s.name == name).unwrap_or(0);
     for &s in order {
         let stage = &stages[s];
+        let subject = format!("stage \"{}\"", stage.name);
+        let upstream: Vec<&S> = stage
+            .inputs
+            .iter()
+            .map(|&e| &stages[index_of(&edges[e].from)].spec)
+            .collect();
+        let need = stage
+            .spec
+            .output_slot_bytes_after(&upstream)
+            .map_err(|problem| {
+                let mut path = vec!["stages", stage.name.as_str()];
+                path.extend(problem.field.split('.').filter(|f| !f.is_empty()));
+                checker.invalid(&path, subject.clone(), problem.message)
+            })?;
         let inherited = stage.inputs.iter().map(|&e| edges[e].slot_bytes).max();
         for &e in &stage.outputs {
-            if edges[e].slot_bytes != 0 {
+            let index = e.to_string();
+            let edge = &edges[e];
+            let edge_subject = format!("edge \"{} -> {}\"", edge.from, edge.to);
+            if edge.slot_bytes != 0 {
+                if let Some(need) = need.filter(|&need| edge.slot_bytes < need) {
+                    return Err(checker.invalid(
+                        &["edges", &index, "slot_bytes"],
+                        edge_subject,
+                        format!("slot_bytes {} is smaller than the {need} bytes stage \"{}\" writes per item; expected at least {need}", edge.slot_bytes, stage.name),
+                    ));
+                }
                 continue;
             }
-            match stage.spec.output_slot_bytes().or(inherited) {
+            match need.or(inherited) {
                 Some(bytes) if bytes <= MAX_SLOT_BYTES => edges[e].slot_bytes = bytes,
                 other => {
-                    let index = e.to_string();
-                    let edge = &edges[e];
                     let why = match other {
                         Some(bytes) => format!(
                             "stage \"{}\" needs {bytes} bytes per slot, more than the limit of {MAX_SLOT_BYTES}",
@@ -648,7 +673,7 @@ fn fill_slot_bytes<S: StageSpec>(
                     };
                     return Err(checker.invalid(
                         &["edges", &index],
-                        format!("edge \"{} -> {}\"", edge.from, edge.to),
+                        edge_subject,
                         format!("no slot_bytes and {why}; expected slot_bytes: N with N from 1 to {MAX_SLOT_BYTES}"),
                     ));
                 }

@@ -210,6 +210,13 @@ impl Output {
         self.rings.first().map_or(0, Producer::slot_size)
     }
 
+    /// Items committed on this edge by this replica, its predecessors included. The counts
+    /// live in the rings, so a restarted source replica that emits its items in order resumes
+    /// after the last one it committed.
+    pub fn pushed(&self) -> u64 {
+        self.rings.iter().map(Producer::pushed).sum()
+    }
+
     /// Waits for a free slot in the ring towards the replica that handles `seq`. Write the item
     /// into it (with its header carrying `seq`) and commit it.
     pub fn reserve<'a>(
