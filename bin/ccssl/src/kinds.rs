@@ -31,6 +31,9 @@ use ccssl_pipe::stage::{self, StageError};
 use ccssl_pipe::testing;
 use serde::{Deserialize, Serialize};
 
+use ccssl_ema::stage::{EmaStageConfig, RunInfo};
+use ccssl_step::stage::StepStageConfig;
+
 use crate::stages::view_sink::{self, ViewSinkConfig};
 
 /// The stage kinds `ccssl-run` accepts.
@@ -50,6 +53,10 @@ pub enum Stage {
     Augment(AugmentStageConfig),
     /// Counting sink of `ViewBatch` slots.
     ViewSink(ViewSinkConfig),
+    /// Training step that turns `ViewBatch` slots into `Snapshot` slots.
+    Step(StepStageConfig),
+    /// EMA, evaluation and checkpoints from `Snapshot` slots.
+    Ema(EmaStageConfig),
 }
 
 /// Any number of edges.
@@ -63,7 +70,11 @@ impl Stage {
             Stage::Relay(c) => PipeStage::Relay(c.clone()),
             Stage::Sink(c) => PipeStage::Sink(c.clone()),
             Stage::Exec(c) => PipeStage::Exec(c.clone()),
-            Stage::Loader(_) | Stage::Augment(_) | Stage::ViewSink(_) => return None,
+            Stage::Loader(_)
+            | Stage::Augment(_)
+            | Stage::ViewSink(_)
+            | Stage::Step(_)
+            | Stage::Ema(_) => return None,
         })
     }
 }
@@ -127,12 +138,73 @@ fn augment_problem(err: ccssl_augment::AugmentError) -> Result<(), SpecProblem> 
     problem(field, err.to_string())
 }
 
+fn check_step(config: &StepStageConfig) -> Result<(), SpecProblem> {
+    config
+        .check()
+        .or_else(|(field, message)| problem(field, message))?;
+    if let Err(err) = ccssl_step::Step::new(config.step_config(), 0) {
+        return problem("", err.to_string());
+    }
+    Ok(())
+}
+
+/// Builds the training step: restored from the run's `last` checkpoint when the run resumes,
+/// else fresh from the run seed.
+fn start_step(
+    ctx: &ccssl_pipe::stage::StageContext,
+    config: &StepStageConfig,
+) -> Result<ccssl_step::Step, StageError> {
+    let last = ctx.run_dir().join("checkpoints").join("last");
+    if last.exists() {
+        let loaded =
+            ccssl_ema::open_checkpoint(&last).map_err(|err| StageError::Failed(err.to_string()))?;
+        return loaded
+            .restore_step(Some(config.threads))
+            .map_err(|err| StageError::Failed(err.to_string()));
+    }
+    ccssl_step::Step::new(config.step_config(), ctx.seed())
+        .map_err(|err| StageError::Failed(err.to_string()))
+}
+
+/// Reads what the EMA stage needs from the run's resolved `graph.ron`: the step settings,
+/// the loader's dataset and the graph's hash.
+fn run_info(ctx: &ccssl_pipe::stage::StageContext) -> Result<RunInfo, StageError> {
+    let path = ctx.run_dir().join("graph.ron");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| StageError::Failed(format!("failed to read {}: {err}", path.display())))?;
+    let raw = ccssl_pipe::graph::ron_options()
+        .from_str::<ccssl_pipe::graph::RawGraph<Stage>>(&text)
+        .map_err(|err| StageError::Failed(format!("invalid {}: {err}", path.display())))?;
+    let mut step = None;
+    let mut dataset = None;
+    for (_, stage) in &raw.stages.0 {
+        match stage {
+            Stage::Step(c) => step = Some(c.step_config()),
+            Stage::Loader(c) => dataset = Some(c.dataset.clone()),
+            _ => {}
+        }
+    }
+    let (Some(step_config), Some(dataset)) = (step, dataset) else {
+        return Err(StageError::Failed(format!(
+            "{} needs one Step and one Loader stage for the Ema stage",
+            path.display()
+        )));
+    };
+    Ok(RunInfo {
+        step_config,
+        dataset,
+        graph_hash: ccssl_ema::checkpoint::md5_hex(text.as_bytes()),
+    })
+}
+
 impl StageSpec for Stage {
     fn kind(&self) -> &'static str {
         match self {
             Stage::Loader(_) => "Loader",
             Stage::Augment(_) => "Augment",
             Stage::ViewSink(_) => "ViewSink",
+            Stage::Step(_) => "Step",
+            Stage::Ema(_) => "Ema",
             other => other.pipe().map_or("", |p| p.kind()),
         }
     }
@@ -142,6 +214,7 @@ impl StageSpec for Stage {
             Stage::Loader(_) => 1,
             Stage::Augment(c) => c.replicas,
             Stage::ViewSink(c) => c.replicas,
+            Stage::Step(_) | Stage::Ema(_) => 1,
             other => other.pipe().map_or(1, |p| p.replicas()),
         }
     }
@@ -151,6 +224,8 @@ impl StageSpec for Stage {
             Stage::Loader(c) => c.restart,
             Stage::Augment(c) => c.restart,
             Stage::ViewSink(c) => c.restart,
+            // Both own state that a respawn would lose: the model and optimizer, the EMA.
+            Stage::Step(_) | Stage::Ema(_) => Restart::Never,
             other => other.pipe().map_or(Restart::Never, |p| p.restart()),
         }
     }
@@ -158,7 +233,7 @@ impl StageSpec for Stage {
     fn stateful(&self) -> bool {
         match self {
             Stage::Loader(_) | Stage::Augment(_) => false,
-            Stage::ViewSink(_) => true,
+            Stage::ViewSink(_) | Stage::Step(_) | Stage::Ema(_) => true,
             other => other.pipe().is_some_and(|p| p.stateful()),
         }
     }
@@ -173,9 +248,13 @@ impl StageSpec for Stage {
                 inputs: (1, 1),
                 outputs: (1, 1),
             },
-            Stage::ViewSink(_) => Ports {
+            Stage::ViewSink(_) | Stage::Ema(_) => Ports {
                 inputs: (1, 1),
                 outputs: (0, 0),
+            },
+            Stage::Step(_) => Ports {
+                inputs: (1, 1),
+                outputs: (1, 1),
             },
             other => other.pipe().map_or(
                 Ports {
@@ -190,7 +269,8 @@ impl StageSpec for Stage {
     fn output_slot_bytes(&self) -> Option<u64> {
         match self {
             Stage::Loader(c) => Some(ccssl_loader::stage::raw_slot_bytes(c)),
-            Stage::Augment(_) | Stage::ViewSink(_) => None,
+            Stage::Step(c) => ccssl_step::stage::snapshot_slot_bytes(c),
+            Stage::Augment(_) | Stage::ViewSink(_) | Stage::Ema(_) => None,
             other => other.pipe().and_then(|p| p.output_slot_bytes()),
         }
     }
@@ -237,6 +317,10 @@ impl StageSpec for Stage {
                 "invalid expect Some(0); expected None or at least Some(1)".to_string(),
             ),
             Stage::ViewSink(_) => Ok(()),
+            Stage::Step(c) => check_step(c),
+            Stage::Ema(c) => c
+                .check()
+                .or_else(|(field, message)| problem(field, message)),
             other => other.pipe().map_or(Ok(()), |p| p.check()),
         }
     }
@@ -297,6 +381,14 @@ pub fn run_stage() -> ExitCode {
         Stage::Loader(config) => ccssl_loader::stage::run(ctx, &config),
         Stage::Augment(config) => ccssl_augment::stage::run(ctx, &config),
         Stage::ViewSink(config) => view_sink::run(ctx, &config),
+        Stage::Step(config) => {
+            let step = start_step(ctx, &config)?;
+            ccssl_step::stage::run(ctx, &config, step)
+        }
+        Stage::Ema(config) => {
+            let info = run_info(ctx)?;
+            ccssl_ema::stage::run(ctx, &config, &info)
+        }
     })
 }
 

@@ -13,6 +13,7 @@ pub mod ema;
 pub mod eval;
 pub mod records;
 pub mod restore;
+pub mod stage;
 #[cfg(test)]
 mod testutil;
 

@@ -10,6 +10,7 @@
 pub mod bench;
 mod config;
 mod input;
+pub mod stage;
 mod step;
 
 pub use config::{

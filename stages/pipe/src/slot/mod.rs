@@ -13,7 +13,8 @@
 //!
 //! The payload of a `Test` slot is the test bytes. A `RawBatch` payload is the labeled images
 //! followed by the unlabeled images. A `ViewBatch` payload is the labeled weak views, then the
-//! unlabeled weak, strong and (when present) contrast views. Images are u8 HWC, `height * width * 3` bytes each.
+//! unlabeled weak, strong and (when present) contrast views. A `Snapshot` payload is the
+//! little-endian f32 values of the tensors its header's table lists, in table order. Images are u8 HWC, `height * width * 3` bytes each.
 
 use rkyv::rancor;
 use rkyv::ser::writer::Buffer;
@@ -87,8 +88,9 @@ pub struct ViewBatchHeader {
     pub has_contrast: bool,
 }
 
-/// The header at the start of a slot, one variant per slot kind.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+/// The header at the start of a slot, one variant per slot kind. Not `Eq`: snapshot metrics
+/// are floats.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum SlotHeader {
     /// Checksummed test bytes.
     Test(TestHeader),
@@ -96,6 +98,8 @@ pub enum SlotHeader {
     RawBatch(RawBatchHeader),
     /// An augmenter batch.
     ViewBatch(ViewBatchHeader),
+    /// The training step's state after one step.
+    Snapshot(SnapshotHeader),
 }
 
 impl SlotHeader {
@@ -105,6 +109,7 @@ impl SlotHeader {
             SlotHeader::Test(h) => h.seq,
             SlotHeader::RawBatch(h) => h.seq,
             SlotHeader::ViewBatch(h) => h.seq,
+            SlotHeader::Snapshot(h) => h.seq,
         }
     }
 
@@ -114,6 +119,7 @@ impl SlotHeader {
             SlotHeader::Test(_) => "Test",
             SlotHeader::RawBatch(_) => "RawBatch",
             SlotHeader::ViewBatch(_) => "ViewBatch",
+            SlotHeader::Snapshot(_) => "Snapshot",
         }
     }
 }
@@ -124,6 +130,7 @@ impl ArchivedSlotHeader {
             ArchivedSlotHeader::Test(_) => "Test",
             ArchivedSlotHeader::RawBatch(_) => "RawBatch",
             ArchivedSlotHeader::ViewBatch(_) => "ViewBatch",
+            ArchivedSlotHeader::Snapshot(_) => "Snapshot",
         }
     }
 }
@@ -300,6 +307,28 @@ pub(crate) fn encode(
     Ok(needed)
 }
 
+/// Writes prefix and header into `out`, then lets `fill` write the `payload_len` payload bytes
+/// in place; returns the bytes used. For payloads that are not byte slices already (f32
+/// tensors), so they are converted straight into the slot.
+pub(crate) fn write_prefixed(
+    header: &SlotHeader,
+    payload_len: usize,
+    out: &mut [u8],
+    fill: impl FnOnce(&mut [u8]),
+) -> Result<usize, SlotError> {
+    let used = encode(header, &[], out)?;
+    let needed = used.saturating_add(payload_len);
+    if needed > out.len() {
+        return Err(SlotError::SlotTooSmall {
+            needed,
+            capacity: out.len(),
+        });
+    }
+    out[8..16].copy_from_slice(&(payload_len as u64).to_le_bytes());
+    fill(&mut out[used..needed]);
+    Ok(needed)
+}
+
 /// Validates the prefix and header of `slot`, then calls `read` with the validated archived
 /// header and the payload bytes.
 fn with_archived<'a, R>(
@@ -379,6 +408,7 @@ pub fn read_seq(slot: &[u8]) -> Result<u64, SlotError> {
             ArchivedSlotHeader::Test(h) => h.seq.to_native(),
             ArchivedSlotHeader::RawBatch(h) => h.seq.to_native(),
             ArchivedSlotHeader::ViewBatch(h) => h.seq.to_native(),
+            ArchivedSlotHeader::Snapshot(h) => h.seq.to_native(),
         })
     })
 }
@@ -454,6 +484,12 @@ mod batch;
 pub use batch::{
     decode_raw_batch, decode_view_batch, encode_raw_batch, encode_view_batch, raw_batch_size,
     view_batch_size,
+};
+
+mod snapshot;
+pub use snapshot::{
+    Snapshot, SnapshotHeader, SnapshotMeta, TensorEntry, TensorKind, TensorSource, TrainMetrics,
+    decode_snapshot, encode_snapshot, snapshot_size,
 };
 
 #[cfg(test)]

@@ -151,6 +151,12 @@ extern "C" fn on_stop_signal(_signal: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
+/// Returns whether SIGINT or SIGTERM asked this process for a graceful stop; the same as
+/// [`StageContext::stop_requested`], callable while the context's ports are borrowed.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
 /// Makes SIGINT and SIGTERM set [`STOP`] instead of ending the process.
 fn install_stop_handler() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
