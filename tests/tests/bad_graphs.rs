@@ -31,7 +31,7 @@ const CASES: &[(&str, Expected)] = &[
     (
         "unknown-kind.ron",
         Exact(
-            ":5:27: stage \"relay\": unknown kind `Augmenter`; expected one of `Source`, `Relay`, `Sink`, `Exec`, `Loader`, `Augment`, `ViewSink`",
+            ":5:27: stage \"relay\": unknown kind `Augmenter`; expected one of `Source`, `Relay`, `Sink`, `Exec`, `Loader`, `Augment`, `ViewSink`, `Step`, `Ema`",
         ),
     ),
     (
