@@ -113,7 +113,8 @@ fn check_loader(config: &LoaderConfig) -> Result<(), SpecProblem> {
             ),
         );
     }
-    ccssl_loader::stage::check_root(config).or_else(|message| problem("dataset.root", message))
+    ccssl_loader::stage::check_root(config).or_else(|message| problem("dataset.root", message))?;
+    ccssl_loader::stage::check_dataset(config).or_else(|(field, message)| problem(field, message))
 }
 
 fn check_augment(config: &AugmentStageConfig) -> Result<(), SpecProblem> {

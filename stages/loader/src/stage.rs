@@ -13,7 +13,7 @@ use ccssl_pipe::batch::RawBatch;
 use ccssl_pipe::slot;
 use ccssl_pipe::stage::{StageContext, StageError};
 
-use crate::{DatasetConfig, Loader, LoaderConfig};
+use crate::{DatasetConfig, LabeledSplit, Loader, LoaderConfig, Part, load_dataset};
 
 /// How often the stage logs its throughput while running.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -69,6 +69,28 @@ pub fn check_root(config: &LoaderConfig) -> Result<(), String> {
          stages.<stage>.dataset.root=\"DIR\"), or allow `download: true` for CIFAR",
         root.display().to_string()
     ))
+}
+
+/// Reads a CIFAR dataset that is already on disk and draws its split once, so a truncated
+/// file, a label outside the class range or a `num_labeled` the classes cannot supply is
+/// reported while the graph is validated, before any process starts. Returns the graph field
+/// to blame and the message. Other datasets are checked when the stage opens them: ImageFolder
+/// would decode every image twice, and synthetic data cannot be malformed.
+pub fn check_dataset(config: &LoaderConfig) -> Result<(), (&'static str, String)> {
+    let root = match &config.dataset {
+        DatasetConfig::Cifar10 { root, .. } | DatasetConfig::Cifar100 { root, .. } => root,
+        _ => return Ok(()),
+    };
+    if !root.exists() {
+        // A missing root with `download: true` is fetched by the stage.
+        return Ok(());
+    }
+    let train = load_dataset(&config.dataset, Part::Train)
+        .map_err(|err| ("dataset.root", err.to_string()))?;
+    load_dataset(&config.dataset, Part::Test).map_err(|err| ("dataset.root", err.to_string()))?;
+    // Any seed: whether a split exists does not depend on it.
+    LabeledSplit::draw(&train, config, 0).map_err(|err| ("num_labeled", err.to_string()))?;
+    Ok(())
 }
 
 /// Images per second since `since`, for logs.
