@@ -84,7 +84,7 @@ pub enum CheckpointError {
         /// Digest of the file on disk, lowercase hex.
         actual: String,
     },
-    /// `state.ron` does not parse or holds impossible values.
+    /// `state.ron` does not parse or contains impossible values.
     #[error("invalid checkpoint state {path}: {message}")]
     InvalidState {
         /// The state file.
@@ -158,7 +158,7 @@ pub struct CheckpointState {
     /// Settings of the training step: model size, loss, optimizer and its schedule,
     /// normalisation of each view, threads.
     pub step_config: StepConfig,
-    /// Learning rate the next step uses, which shows where the schedule stands.
+    /// Learning rate the next step uses, which records the position in the schedule.
     pub next_lr: f32,
     /// Decay of the parameter EMA.
     pub ema_decay: f32,
@@ -274,7 +274,7 @@ impl Checkpoints {
     ///
     /// `files` are (name, bytes) pairs; `state.files` is replaced by their digests. When a
     /// checkpoint of the same step already exists and verifies, it is kept and only the links
-    /// move, because the same step holds the same model.
+    /// move, because the same step contains the same model.
     pub fn write(
         &self,
         mut state: CheckpointState,

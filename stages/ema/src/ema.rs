@@ -142,6 +142,25 @@ impl Ema {
     }
 }
 
+/// Owned copies of a model's parameters and BatchNorm buffers, in the model's order, named as
+/// in its checkpoints.
+pub type ModelTensors = (Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>);
+
+/// Copies the parameters and buffers of `model`, the form [`Ema::from_parts`] takes.
+pub fn copy_model_tensors(model: &ccssl_nn::WideResNet) -> ModelTensors {
+    let params = model
+        .named_parameters()
+        .into_iter()
+        .map(|(name, param)| (name, param.value.clone()))
+        .collect();
+    let buffers = model
+        .named_buffers()
+        .into_iter()
+        .map(|(name, values)| (name, values.to_vec()))
+        .collect();
+    (params, buffers)
+}
+
 fn check_same(
     kind: &'static str,
     averaged: &[(String, Vec<f32>)],

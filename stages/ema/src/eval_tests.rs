@@ -129,16 +129,7 @@ fn trained_model_beats_chance() {
 }
 
 fn load_from(evaluator: &mut Evaluator, model: &WideResNet) {
-    let params: Vec<(String, Vec<f32>)> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(n, p)| (n, p.value.clone()))
-        .collect();
-    let buffers: Vec<(String, Vec<f32>)> = model
-        .named_buffers()
-        .into_iter()
-        .map(|(n, b)| (n, b.to_vec()))
-        .collect();
+    let (params, buffers) = crate::ema::copy_model_tensors(model);
     evaluator
         .load_tensors(&tensor_refs(&params), &tensor_refs(&buffers))
         .unwrap();
@@ -163,18 +154,7 @@ fn evaluation_leaves_training_model_untouched() {
     let (train, test) = testutil::data();
     let mut step = testutil::trained_step(2, 1);
     let ema = {
-        let params: Vec<(String, Vec<f32>)> = step
-            .model()
-            .named_parameters()
-            .into_iter()
-            .map(|(n, p)| (n, p.value.clone()))
-            .collect();
-        let buffers: Vec<(String, Vec<f32>)> = step
-            .model()
-            .named_buffers()
-            .into_iter()
-            .map(|(n, b)| (n, b.to_vec()))
-            .collect();
+        let (params, buffers) = crate::ema::copy_model_tensors(step.model());
         Ema::from_parts(0.9, params, buffers).unwrap()
     };
     let before = crate::contents::model_bytes(step.model()).unwrap();

@@ -132,16 +132,7 @@ impl LoadedCheckpoint {
     /// As [`Self::load_model`], and [`CheckpointError::Restore`] for an invalid decay.
     pub fn restore_ema(&self) -> Result<Ema, CheckpointError> {
         let model = self.load_model(Weights::Ema)?;
-        let params = model
-            .named_parameters()
-            .into_iter()
-            .map(|(name, param)| (name, param.value.clone()))
-            .collect();
-        let buffers = model
-            .named_buffers()
-            .into_iter()
-            .map(|(name, values)| (name, values.to_vec()))
-            .collect();
+        let (params, buffers) = crate::ema::copy_model_tensors(&model);
         Ema::from_parts(self.state.ema_decay, params, buffers).map_err(|err| {
             CheckpointError::Restore {
                 path: self.dir.clone(),

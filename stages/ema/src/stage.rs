@@ -210,16 +210,7 @@ fn start(
         return Ok((ema, best));
     }
     let model = WideResNet::new(model_config(&info.step_config), seed).map_err(failed)?;
-    let params: Vec<(String, Vec<f32>)> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(n, p)| (n, p.value.clone()))
-        .collect();
-    let buffers: Vec<(String, Vec<f32>)> = model
-        .named_buffers()
-        .into_iter()
-        .map(|(n, v)| (n, v.to_vec()))
-        .collect();
+    let (params, buffers) = crate::ema::copy_model_tensors(&model);
     let ema = Ema::from_parts(config.decay, params, buffers).map_err(failed)?;
     Ok((ema, None))
 }

@@ -93,35 +93,13 @@ pub fn trained_step(steps: usize, threads: usize) -> Step {
 
 /// Builds an EMA of `step`'s model that starts as a copy of it.
 pub fn ema_of(step: &Step, decay: f32) -> crate::Ema {
-    let params: Vec<(String, Vec<f32>)> = step
-        .model()
-        .named_parameters()
-        .into_iter()
-        .map(|(name, param)| (name, param.value.clone()))
-        .collect();
-    let buffers: Vec<(String, Vec<f32>)> = step
-        .model()
-        .named_buffers()
-        .into_iter()
-        .map(|(name, values)| (name, values.to_vec()))
-        .collect();
+    let (params, buffers) = crate::ema::copy_model_tensors(step.model());
     crate::Ema::from_parts(decay, params, buffers).expect("fixture decay")
 }
 
 /// Folds the current weights of `step`'s model into `ema`.
 pub fn update_ema(ema: &mut crate::Ema, step: &Step) {
-    let params: Vec<(String, Vec<f32>)> = step
-        .model()
-        .named_parameters()
-        .into_iter()
-        .map(|(name, param)| (name, param.value.clone()))
-        .collect();
-    let buffers: Vec<(String, Vec<f32>)> = step
-        .model()
-        .named_buffers()
-        .into_iter()
-        .map(|(name, values)| (name, values.to_vec()))
-        .collect();
+    let (params, buffers) = crate::ema::copy_model_tensors(step.model());
     ema.update(&crate::tensor_refs(&params), &crate::tensor_refs(&buffers))
         .expect("fixture EMA update");
 }
