@@ -108,6 +108,9 @@ fn log_reports_images_found() {
         .finish();
 
     tracing::subscriber::with_default(subscriber, || {
+        // Another test thread may already have cached "disabled" for these log callsites,
+        // because no subscriber was set there; recompute it with this one in place.
+        tracing::callsite::rebuild_interest_cache();
         read_source(CifarKind::Ten, &Source::Dir(dir.path().into()), Part::Train).unwrap();
     });
 
