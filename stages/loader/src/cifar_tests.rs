@@ -74,54 +74,6 @@ fn cifar10_directory_with_two_batches() {
     assert_pattern(&test, 0, 100);
 }
 
-/// A `Write` that appends to a shared buffer, for reading log output back.
-#[derive(Clone, Default)]
-struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogCapture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn log_reports_images_found() {
-    let dir = TempDir::new("cifar10-log");
-    write(
-        &dir.path().join("data_batch_2.bin"),
-        &cifar_records(&[3, 0, 9], 1, 0),
-    );
-    write(
-        &dir.path().join("data_batch_5.bin"),
-        &cifar_records(&[5], 1, 3),
-    );
-    let capture = LogCapture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-
-    tracing::subscriber::with_default(subscriber, || {
-        // Another test thread may already have cached "disabled" for these log callsites,
-        // because no subscriber was set there; recompute it with this one in place.
-        tracing::callsite::rebuild_interest_cache();
-        read_source(CifarKind::Ten, &Source::Dir(dir.path().into()), Part::Train).unwrap();
-    });
-
-    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        log.contains("found 4 images in 2 of 5 train files"),
-        "{log}"
-    );
-    assert!(log.contains("class names file not found"), "{log}");
-}
-
 #[test]
 fn cifar10_official_subdirectory_is_found() {
     let dir = TempDir::new("cifar10-subdir");
