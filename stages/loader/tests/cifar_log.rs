@@ -1,8 +1,8 @@
 //! The loader's log of what it found in a CIFAR directory.
 //!
-//! This test owns its binary so that it can install a global subscriber: tracing caches per
-//! callsite whether anyone listens, and a test thread running beside a scoped subscriber can
-//! cache "nobody" for the callsites this test reads back.
+//! This test has a binary of its own so that it can install a global subscriber. Tracing caches,
+//! per callsite, whether any subscriber is interested, and a test thread running beside a
+//! scoped subscriber can cache "not interested" for the callsites this test reads back.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
