@@ -1,5 +1,6 @@
 //! End-to-end training on `graphs/smoke.ron` through `ccssl-run`: the run completes, writes
-//! its run directory, and its last checkpoint restores to the EMA it was taken from.
+//! its run directory, and its last checkpoint restores to the EMA it was taken from: evaluated
+//! in-process and by `ccssl eval`, it gives exactly the accuracy and loss logged at its step.
 
 use std::process::Command;
 
@@ -89,4 +90,41 @@ fn smoke_graph_trains_evaluates_and_checkpoints() {
     let metrics = evaluator.evaluate(&test).expect("evaluate");
     assert_eq!(metrics.top1, evals[2].top1_ema);
     assert_eq!(metrics.loss, evals[2].loss_ema);
+
+    // So does `ccssl eval` on the run directory, for the EMA and the raw weights. Its JSON
+    // and metrics.jsonl both print the shortest text that parses back to the same f64, so
+    // equal values mean bit-equal results.
+    for (flags, top1, top5, loss) in [
+        (
+            &[][..],
+            evals[2].top1_ema,
+            evals[2].top5_ema,
+            evals[2].loss_ema,
+        ),
+        (
+            &["--raw"][..],
+            evals[2].top1_raw,
+            evals[2].top5_raw,
+            evals[2].loss_raw,
+        ),
+    ] {
+        let output = Command::new(ccssl_bin("ccssl"))
+            .current_dir(repo_root())
+            .args(["eval", "--json", "--checkpoint"])
+            .arg(&run_dir)
+            .args(flags)
+            .output()
+            .expect("run ccssl eval");
+        assert!(
+            output.status.success(),
+            "ccssl eval {flags:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("ccssl eval --json prints JSON");
+        assert_eq!(report["step"].as_u64(), Some(30), "{report}");
+        assert_eq!(report["top1"].as_f64(), Some(top1), "{flags:?}: {report}");
+        assert_eq!(report["top5"].as_f64(), Some(top5), "{flags:?}: {report}");
+        assert_eq!(report["loss"].as_f64(), Some(loss), "{flags:?}: {report}");
+    }
 }

@@ -30,12 +30,19 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// started); its summary is printed instead of the dashboard.
 pub const EXIT_NOT_RUNNING: u8 = 3;
 
-/// `ccssl-run GRAPH [--set PATH=VALUE]... [--data DIR] [--out DIR] [--headless]`
+/// `ccssl-run GRAPH [--set PATH=VALUE]... [--data DIR] [--out DIR] [--headless]`, or
+/// `ccssl-run [GRAPH] --resume RUN_DIR [--headless]`
 #[derive(Debug, Parser)]
 #[command(name = "ccssl-run", version, about = "Run a ccssl pipeline graph")]
 pub struct RunArgs {
-    /// Graph file (RON).
-    pub graph: PathBuf,
+    /// Graph file (RON). With --resume it may be left out; if given, it must resolve to the
+    /// graph the run started with.
+    #[arg(required_unless_present = "resume")]
+    pub graph: Option<PathBuf>,
+    /// Continue the run in RUN_DIR from its last checkpoint, with its own graph, split, batch
+    /// sequence and schedule, as if it had never stopped.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
     /// Override one graph value: PATH=VALUE, VALUE written in RON, such as
     /// stages.relay.replicas=3 or edges.0.slots=16. May be repeated; applied in order.
     #[arg(long = "set", value_name = "PATH=VALUE")]
@@ -123,14 +130,12 @@ pub fn run_main() -> ExitCode {
         Ok(args) => args,
         Err(err) => return clap_exit("ccssl-run", &err),
     };
-    let sets = kinds::with_data_root(&args.graph, args.data.as_deref(), &args.set);
-    let plan = match load("ccssl-run", &args.graph, &sets) {
-        Ok(plan) => plan,
-        Err(code) => return code,
-    };
-    let options = RunOptions {
-        out: args.out,
-        ..RunOptions::default()
+    let (plan, options) = match plan_run(&args) {
+        Ok(planned) => planned,
+        Err(message) => {
+            eprintln!("ccssl-run: {message}");
+            return ExitCode::from(EXIT_INVALID);
+        }
     };
     let result = if args.headless || !std::io::stdout().is_terminal() {
         supervisor::run(&plan, &options, &mut Headless::new("ccssl-run"))
@@ -164,12 +169,66 @@ pub fn run_main() -> ExitCode {
                     outcome.run_dir.display()
                 );
             }
+            print_summary(&outcome.run_dir);
             ExitCode::from(outcome.exit_code())
         }
         Err(err) => {
             eprintln!("ccssl-run: {err:#}");
             ExitCode::from(EXIT_FAILED)
         }
+    }
+}
+
+/// Loads the graph of a new run, or checks the run `--resume` continues; the error is the
+/// message for exit code 2.
+fn plan_run(args: &RunArgs) -> Result<(Plan<Stage>, RunOptions), String> {
+    let sets = match &args.graph {
+        Some(file) => kinds::with_data_root(file, args.data.as_deref(), &args.set),
+        None => args.set.clone(),
+    };
+    if let Some(run_dir) = &args.resume {
+        if args.out.is_some() {
+            return Err(format!(
+                "--resume {}: --out cannot move a resumed run; it continues in its own directory",
+                run_dir.display()
+            ));
+        }
+        if args.graph.is_none() && (args.data.is_some() || !args.set.is_empty()) {
+            return Err(format!(
+                "--resume {}: --set and --data cannot change the graph of a resumed run; drop                  them to continue with the run's own graph.ron, or start a new run",
+                run_dir.display()
+            ));
+        }
+        let (plan, resume) = crate::resume::prepare(run_dir, args.graph.as_deref(), &sets)?;
+        let options = RunOptions {
+            resume: Some(resume),
+            ..RunOptions::default()
+        };
+        return Ok((plan, options));
+    }
+    let Some(file) = &args.graph else {
+        return Err("a graph file or --resume RUN_DIR is required".to_string());
+    };
+    let plan = graph::load::<Stage>(file, &sets).map_err(|err| err.to_string())?;
+    let options = RunOptions {
+        out: args.out.clone(),
+        ..RunOptions::default()
+    };
+    Ok((plan, options))
+}
+
+/// Prints the run's summary from `metrics.jsonl` (best, last and median of the last five
+/// evaluations, EMA and raw) to stdout, where it stays after the dashboard closed.
+fn print_summary(run_dir: &std::path::Path) {
+    let path = run_dir.join(crate::dash::rundir::METRICS_FILE);
+    if !path.exists() {
+        return;
+    }
+    match crate::dash::rundir::read_summary(&path) {
+        // A graph without training (pipe-smoke) has only its end record: nothing to show.
+        Ok(summary) if summary.evals.is_empty() && summary.last_train.is_none() => {}
+        Ok(summary) => print!("{}", summary.render()),
+        Err(err) => eprintln!("ccssl-run: cannot read the summary: {err}"),
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`dash`]: the terminal dashboard and the headless progress line;
 //! - [`bench`]: the `ccssl bench` throughput measurements;
 //! - [`cli`]: argument parsing and exit codes of both binaries;
+//! - [`resume`]: the checks of `ccssl-run --resume` before a run continues;
 //! - [`eval_cmd`], [`predict_cmd`]: `ccssl eval` and `ccssl predict` on a checkpoint.
 
 pub mod bench;
@@ -15,6 +16,7 @@ pub mod dash;
 pub mod eval_cmd;
 pub mod kinds;
 pub mod predict_cmd;
+pub mod resume;
 pub mod stages;
 pub mod supervisor;
 

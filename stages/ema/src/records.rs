@@ -8,11 +8,14 @@
 //! {"kind":"eval","step":1024,"top1_ema":41.2,"top5_ema":88.1,"loss_ema":1.71,"top1_raw":39.8,"top5_raw":87.0,"loss_raw":1.8,"images":10000}
 //! {"kind":"summary","evaluations":4,"ema":{"best":41.2,"best_step":1024,"last":40.0,"median_last5":40.5},"raw":{...}}
 //! {"kind":"end","step":1024,"total_steps":1024,"status":"completed","time_ns":1764893100000000000}
+//! {"kind":"resume","step":768,"time_ns":1764893400000000000}
 //! ```
 //!
 //! The step stage writes a `train` record per log interval, the EMA stage an `eval` record per
 //! evaluation and the `summary` at the end, and the supervisor one `end` record as the run
-//! exits. Readers ignore fields they do not know, so a newer writer can add fields.
+//! exits and one `resume` record when `ccssl-run --resume` continues it. The file is only ever
+//! appended to, so a resumed run keeps the records of its earlier attempts; [`current_history`]
+//! drops the ones a `resume` record supersedes. Readers ignore fields they do not know, so a newer writer can add fields.
 //! Accuracies of evaluations are percentages in [0, 100]; ratios of training records are in
 //! [0, 1]. A run killed mid-write can leave a last line without
 //! its newline: [`read_records`] skips it with a warning, while a malformed line anywhere else is
@@ -23,6 +26,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+/// Name of the records file in a run directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
 
 /// Training metrics averaged over one log interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -134,6 +140,15 @@ pub enum EndStatus {
     Failed,
 }
 
+/// Record written by the supervisor when a run resumes from its checkpoint at `step`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeRecord {
+    /// Step of the checkpoint the run continues from.
+    pub step: u64,
+    /// Wall clock when written, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+}
+
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -146,6 +161,38 @@ pub enum MetricsRecord {
     Summary(Summary),
     /// The supervisor's record of how the run ended.
     End(EndRecord),
+    /// The supervisor's record of a resume.
+    Resume(ResumeRecord),
+}
+
+impl MetricsRecord {
+    /// Step the record belongs to; a summary belongs to no single step.
+    pub fn step(&self) -> Option<u64> {
+        match self {
+            MetricsRecord::Train(r) => Some(r.step),
+            MetricsRecord::Eval(r) => Some(r.step),
+            MetricsRecord::Summary(_) => None,
+            MetricsRecord::End(r) => Some(r.step),
+            MetricsRecord::Resume(r) => Some(r.step),
+        }
+    }
+}
+
+/// Returns the records of the run's current history. Each `resume` record supersedes what the
+/// earlier attempt wrote after the checkpoint it resumes from, and that attempt's `summary`
+/// and `end` records: those steps run again and are recorded again.
+pub fn current_history(records: Vec<MetricsRecord>) -> Vec<MetricsRecord> {
+    let mut history: Vec<MetricsRecord> = Vec::with_capacity(records.len());
+    for record in records {
+        if let MetricsRecord::Resume(resume) = &record {
+            history.retain(|kept| match kept {
+                MetricsRecord::Summary(_) | MetricsRecord::End(_) => false,
+                other => other.step().is_some_and(|step| step <= resume.step),
+            });
+        }
+        history.push(record);
+    }
+    history
 }
 
 /// Error raised while reading or appending `metrics.jsonl`.
@@ -165,7 +212,7 @@ pub enum RecordsError {
     /// A complete line is not a valid record.
     #[error(
         "invalid record on line {line} of {path}: {message}; each line must be a JSON object \
-         with \"kind\" set to \"train\", \"eval\", \"summary\" or \"end\""
+         with \"kind\" set to \"train\", \"eval\", \"summary\", \"end\" or \"resume\""
     )]
     Invalid {
         /// The file.
@@ -229,17 +276,34 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    /// Opens `path` for appending, creating it when missing.
+    /// Opens `path` for appending, creating it when missing. A last line without its newline,
+    /// left by a writer killed mid-line, is cut off first: appending after it would turn it
+    /// into a malformed line in the middle of the file.
     pub fn append(path: &Path) -> Result<Self, RecordsError> {
+        let io = |action, source| RecordsError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| RecordsError::Io {
-                action: "open",
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(|source| io("open", source))?;
+        let text = fs::read(path).map_err(|source| io("read", source))?;
+        if text.last().is_some_and(|&byte| byte != b'\n') {
+            let keep = text
+                .iter()
+                .rposition(|&byte| byte == b'\n')
+                .map_or(0, |i| i + 1);
+            file.set_len(keep as u64)
+                .map_err(|source| io("truncate", source))?;
+            tracing::warn!(
+                path = %path.display(),
+                bytes = text.len() - keep,
+                "cut off a partly written last record"
+            );
+        }
         Ok(Self {
             path: path.to_owned(),
             file,
@@ -472,5 +536,61 @@ mod tests {
             matches!(err, RecordsError::Invalid { line: 2, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn append_cuts_partial_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let full = serde_json::to_string(&MetricsRecord::Eval(eval(5, 1.0, 2.0))).unwrap();
+        std::fs::write(&path, format!("{full}\n{{\"kind\":\"ev")).unwrap();
+
+        let resume = MetricsRecord::Resume(ResumeRecord {
+            step: 5,
+            time_ns: 7,
+        });
+        RecordWriter::append(&path).unwrap().write(&resume).unwrap();
+
+        let records = read_records(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0], MetricsRecord::Eval(eval(5, 1.0, 2.0)));
+        assert_eq!(records[1], resume);
+    }
+
+    #[test]
+    fn resume_drops_later_records_of_earlier_attempt() {
+        let end = MetricsRecord::End(EndRecord {
+            step: 25,
+            total_steps: 40,
+            status: EndStatus::Failed,
+            time_ns: 3,
+        });
+        let records = vec![
+            MetricsRecord::Eval(eval(10, 1.0, 1.0)),
+            MetricsRecord::Eval(eval(20, 2.0, 2.0)),
+            MetricsRecord::Summary(Summary::from_evals(&[eval(10, 1.0, 1.0)]).unwrap()),
+            end,
+            MetricsRecord::Resume(ResumeRecord {
+                step: 10,
+                time_ns: 4,
+            }),
+            MetricsRecord::Eval(eval(20, 3.0, 3.0)),
+        ];
+
+        let history = current_history(records);
+
+        let steps: Vec<_> = history.iter().map(MetricsRecord::step).collect();
+        assert_eq!(steps, [Some(10), Some(10), Some(20)]);
+        assert!(matches!(history[1], MetricsRecord::Resume(_)));
+        assert_eq!(history[2], MetricsRecord::Eval(eval(20, 3.0, 3.0)));
+    }
+
+    #[test]
+    fn history_without_resume_is_unchanged() {
+        let records = vec![
+            MetricsRecord::Eval(eval(10, 1.0, 1.0)),
+            MetricsRecord::Eval(eval(20, 2.0, 2.0)),
+        ];
+        assert_eq!(current_history(records.clone()), records);
     }
 }

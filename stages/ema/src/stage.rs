@@ -10,11 +10,13 @@ use std::path::Path;
 
 use ccssl_loader::{Dataset, DatasetConfig, Part};
 use ccssl_nn::{Sgd, SgdConfig, WideResNet};
+use ccssl_pipe::metrics::beat_while;
 use ccssl_pipe::slot::{self, Snapshot, TensorKind};
 use ccssl_pipe::stage::{StageContext, StageError};
 use ccssl_step::StepConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::records::{METRICS_FILE, current_history, read_records};
 use crate::{
     CheckpointFiles, CheckpointState, Checkpoints, DEFAULT_EVAL_BATCH, Ema, EvalRecord, Evaluator,
     MetricsRecord, RecordWriter, Summary, TensorRef, TrainRecord, Which, open_checkpoint,
@@ -192,27 +194,54 @@ fn refs(snapshot: &Snapshot, kind: TensorKind) -> Vec<TensorRef<'_>> {
         .collect()
 }
 
-/// The EMA to start from: the checkpoint `last` points to when the run resumes, else the
-/// step's initial model (built from the run seed exactly as the step builds it).
+/// The EMA to start from, with the tracker's evaluations and best so far: the checkpoint
+/// `last` points to when the run resumes, else the step's initial model (built from the run
+/// seed exactly as the step builds it).
 fn start(
     run_dir: &Path,
     config: &EmaStageConfig,
     info: &RunInfo,
     seed: u64,
-) -> Result<(Ema, Option<(f64, u64)>), StageError> {
+) -> Result<(Ema, Tracker), StageError> {
     let checkpoints = Checkpoints::new(run_dir, config.keep).map_err(failed)?;
     if checkpoints.root().join("last").exists() {
         let (dir, _) = checkpoints.find(Which::Last).map_err(failed)?;
         let loaded = open_checkpoint(&dir).map_err(failed)?;
         let ema = loaded.restore_ema().map_err(failed)?;
-        let best = loaded.state.best_top1.zip(loaded.state.best_step);
-        tracing::info!(step = loaded.state.step, dir = %dir.display(), "resuming the EMA");
-        return Ok((ema, best));
+        let step = loaded.state.step;
+        let tracker = Tracker {
+            evals: earlier_evals(&run_dir.join(METRICS_FILE), step)?,
+            best: loaded.state.best_top1.zip(loaded.state.best_step),
+            interval: Interval::default(),
+        };
+        tracing::info!(step, dir = %dir.display(), evaluations = tracker.evals.len(), "resuming the EMA");
+        return Ok((ema, tracker));
     }
     let model = WideResNet::new(model_config(&info.step_config), seed).map_err(failed)?;
     let (params, buffers) = crate::ema::copy_model_tensors(&model);
     let ema = Ema::from_parts(config.decay, params, buffers).map_err(failed)?;
-    Ok((ema, None))
+    let tracker = Tracker {
+        evals: Vec::new(),
+        best: None,
+        interval: Interval::default(),
+    };
+    Ok((ema, tracker))
+}
+
+/// Reads the evaluations up to `step` from the run's `metrics.jsonl`, so the summary of a
+/// resumed run covers the evaluations before the resume too.
+fn earlier_evals(path: &Path, step: u64) -> Result<Vec<EvalRecord>, StageError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let records = read_records(path).map_err(failed)?;
+    Ok(current_history(records)
+        .into_iter()
+        .filter_map(|record| match record {
+            MetricsRecord::Eval(eval) if eval.step <= step => Some(eval),
+            _ => None,
+        })
+        .collect())
 }
 
 fn model_config(step: &StepConfig) -> ccssl_nn::WideResNetConfig {
@@ -234,7 +263,7 @@ pub fn run(
     let seed = ctx.seed();
     let test = ccssl_loader::load_dataset(&info.dataset, Part::Test).map_err(failed)?;
     tracing::info!(images = test.len(), "test set loaded");
-    let (mut ema, best) = start(&run_dir, config, info, seed)?;
+    let (mut ema, mut tracker) = start(&run_dir, config, info, seed)?;
     let checkpoints = Checkpoints::new(&run_dir, config.keep).map_err(failed)?;
     let mut evaluator = Evaluator::new(
         model_config(&info.step_config),
@@ -243,12 +272,7 @@ pub fn run(
         config.threads,
     )
     .map_err(failed)?;
-    let mut writer = RecordWriter::append(&run_dir.join("metrics.jsonl")).map_err(failed)?;
-    let mut tracker = Tracker {
-        evals: Vec::new(),
-        best,
-        interval: Interval::default(),
-    };
+    let mut writer = RecordWriter::append(&run_dir.join(METRICS_FILE)).map_err(failed)?;
     let (inputs, _, metrics) = ctx.ports();
     let Some(input) = inputs.first_mut() else {
         return Err(failed("the EMA stage needs one Snapshot input edge"));
@@ -277,7 +301,7 @@ pub fn run(
         }
         let mut is_best = false;
         if step.is_multiple_of(config.eval_every) || header.final_step {
-            let record = evaluate(&mut evaluator, &ema, &snapshot, &test)?;
+            let record = beat_while(metrics, || evaluate(&mut evaluator, &ema, &snapshot, &test))?;
             tracing::info!(
                 step,
                 top1_ema = record.top1_ema,
@@ -297,16 +321,18 @@ pub fn run(
             tracker.evals.push(record);
         }
         if header.checkpoint {
-            write_checkpoint(
-                &checkpoints,
-                &ema,
-                &snapshot,
-                info,
-                &test,
-                seed,
-                &tracker,
-                is_best,
-            )?;
+            beat_while(metrics, || {
+                write_checkpoint(
+                    &checkpoints,
+                    &ema,
+                    &snapshot,
+                    info,
+                    &test,
+                    seed,
+                    &tracker,
+                    is_best,
+                )
+            })?;
         }
         let final_step = header.final_step;
         item.release();

@@ -3,23 +3,20 @@
 //!
 //! The stage is stateless: batch `seq` depends only on the run seed and `seq`, and the split
 //! is saved in the run directory. A respawned loader counts the batches its predecessors
-//! committed to the output rings and resumes at the next one, so nothing is lost or repeated.
+//! committed to the output rings and resumes at the next one, so nothing is lost or repeated,
+//! and a resumed run starts at the step of its checkpoint (the launch's `first_seq`).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ccssl_pipe::batch::RawBatch;
-use ccssl_pipe::slot;
-use ccssl_pipe::stage::{StageContext, StageError};
+use ccssl_pipe::stage::{StageContext, StageError, first_seq_of};
+use ccssl_pipe::{metrics, slot};
 
 use crate::{DatasetConfig, LabeledSplit, Loader, LoaderConfig, Part, load_dataset};
 
 /// How often the stage logs its throughput while running.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
-
-/// How often the heartbeat is renewed while the dataset is being read.
-const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
 
 /// Bytes of one `RawBatch` slot of `config`: `batch_size` labeled and `batch_size * mu`
 /// unlabeled images of the dataset's image size.
@@ -98,27 +95,13 @@ fn per_second(images: u64, since: Instant) -> u64 {
     (images as f64 / since.elapsed().as_secs_f64().max(1e-9)) as u64
 }
 
-/// Opens the loader (reading, maybe downloading, the dataset and drawing the split) while a
-/// helper thread keeps the heartbeat fresh, so a long download is not reported as a hung
-/// stage.
+/// Opens the loader (reading, maybe downloading, the dataset and drawing the split) while the
+/// heartbeat is kept fresh, so a long download is not reported as a hung stage.
 fn open_with_heartbeat(ctx: &StageContext, config: &LoaderConfig) -> Result<Loader, StageError> {
-    let metrics = ctx.metrics();
-    let done = AtomicBool::new(false);
-    let opened = std::thread::scope(|scope| {
-        let beat = scope.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                if let Some(metrics) = metrics {
-                    metrics.heartbeat();
-                }
-                std::thread::park_timeout(HEARTBEAT_EVERY);
-            }
-        });
-        let opened = Loader::open(config, ctx.seed(), ctx.run_dir());
-        done.store(true, Ordering::Relaxed);
-        beat.thread().unpark();
-        opened
-    });
-    opened.map_err(|err| StageError::Failed(err.to_string()))
+    metrics::beat_while(ctx.metrics(), || {
+        Loader::open(config, ctx.seed(), ctx.run_dir())
+    })
+    .map_err(|err| StageError::Failed(err.to_string()))
 }
 
 /// Runs the loader stage: see the module documentation.
@@ -143,9 +126,13 @@ pub fn run(ctx: &mut StageContext, config: &LoaderConfig) -> Result<(), StageErr
         ));
     };
     // The loader commits its batches in order, so the count committed so far tells where a
-    // predecessor stopped.
+    // predecessor stopped. A resumed run starts at its checkpoint's step.
     let committed = output.pushed();
-    let mut seq = u64::from(ctx.replica()) + stride * committed;
+    let first = first_seq_of(ctx.launch().first_seq, ctx.replica(), ctx.replicas());
+    let mut seq = first + stride * committed;
+    if first > 0 {
+        tracing::info!(first_seq = first, "resuming the run");
+    }
     if committed > 0 {
         tracing::info!(committed, next_seq = seq, "resuming after a restart");
     }

@@ -24,7 +24,7 @@
 use std::mem::size_of;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use memmap2::MmapRaw;
@@ -199,6 +199,34 @@ pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Period of the heartbeat that [`beat_while`] keeps up.
+pub const BEAT_PERIOD: Duration = Duration::from_millis(200);
+
+/// Runs `work` on the calling thread while a helper thread renews the heartbeat of `metrics`
+/// every [`BEAT_PERIOD`]. Stages wrap work that can outlast the supervisor's stale limit in it:
+/// a training step of a large model, an evaluation pass, a dataset download. A stage inside
+/// `work` therefore shows as alive, not stalled, for as long as its process runs.
+pub fn beat_while<R>(metrics: Option<&StageMetrics>, work: impl FnOnce() -> R) -> R {
+    let Some(metrics) = metrics else {
+        return work();
+    };
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let beat = scope.spawn(|| {
+            while !done.load(Relaxed) {
+                metrics.heartbeat();
+                std::thread::park_timeout(BEAT_PERIOD);
+            }
+        });
+        let result = work();
+        done.store(true, Relaxed);
+        // An unpark before the helper parks makes that park return at once, so the helper
+        // sees `done` without waiting out its period.
+        beat.thread().unpark();
+        result
+    })
 }
 
 impl StageMetrics {
@@ -471,5 +499,35 @@ mod tests {
             result.err()
         );
         std::fs::remove_file(&path).expect("remove");
+    }
+
+    #[test]
+    fn beat_while_renews_heartbeat_during_work() {
+        let path = segment_path(&new_run_id(), "metrics-beat");
+        create(&path, 1).unwrap();
+        let block = MetricsBlock::open(&path).unwrap();
+        let record = block.replica(0).unwrap();
+        record.heartbeat();
+        let before = record.snapshot().heartbeat_ns;
+
+        // The work returns once it sees a newer heartbeat than its own last one.
+        let renewed = beat_while(Some(record), || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if record.snapshot().heartbeat_ns > before {
+                    return true;
+                }
+                std::thread::yield_now();
+            }
+            false
+        });
+
+        assert!(renewed);
+        block.unlink().unwrap();
+    }
+
+    #[test]
+    fn beat_while_without_metrics_runs_work() {
+        assert_eq!(beat_while(None, || 41 + 1), 42);
     }
 }

@@ -11,6 +11,7 @@
 
 use std::time::Instant;
 
+use ccssl_pipe::metrics::beat_while;
 use ccssl_pipe::slot::{self, SnapshotMeta, TensorKind, TensorSource, TrainMetrics};
 use ccssl_pipe::stage::{StageContext, StageError};
 use serde::{Deserialize, Serialize};
@@ -226,8 +227,8 @@ pub fn run(
             source,
         })?;
         let lr = step.learning_rate();
-        let result = step
-            .train_step(&crate::StepBatch::from_view_batch(&batch))
+        let step_batch = crate::StepBatch::from_view_batch(&batch);
+        let result = beat_while(metrics, || step.train_step(&step_batch))
             .map_err(|err| failed(format!("step {seq}: {err}")))?;
         let done = step.steps_done();
         let final_step = done >= total || ccssl_pipe::stage::stop_requested();

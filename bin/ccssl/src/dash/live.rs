@@ -182,6 +182,12 @@ impl LiveSource {
                     top1_raw: eval.top1_raw,
                 }),
                 MetricsRecord::End(_) => self.end_seen = true,
+                MetricsRecord::Resume(resume) => {
+                    // The attempt before the resume ended, and its steps after the checkpoint
+                    // run again.
+                    self.end_seen = false;
+                    self.evals.retain(|eval| eval.step <= resume.step);
+                }
                 MetricsRecord::Train(_) | MetricsRecord::Summary(_) => {}
             }
         }

@@ -13,11 +13,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use ccssl_ema::records::{
-    EndRecord, EndStatus, EvalRecord, MetricsRecord, RecordsError, TrainRecord, parse_records,
+    EndRecord, EndStatus, EvalRecord, MetricsRecord, RecordsError, Summary, TrainRecord,
+    current_history, parse_records,
 };
 
 pub const SUPERVISOR_PID_FILE: &str = "supervisor.pid";
-pub const METRICS_FILE: &str = "metrics.jsonl";
+pub use ccssl_ema::records::METRICS_FILE;
 pub const LOG_FILE: &str = "train.log";
 
 /// Paths of the files in one run directory.
@@ -128,13 +129,14 @@ pub fn read_summary(path: &Path) -> Result<RunSummary, RunDirError> {
         }
     };
     let mut summary = RunSummary::default();
-    for record in parse_records(&text, path)? {
+    for record in current_history(parse_records(&text, path)?) {
         match record {
             MetricsRecord::Train(train) => summary.last_train = Some(train),
             MetricsRecord::Eval(eval) => summary.evals.push(eval),
             MetricsRecord::End(end) => summary.end = Some(end),
-            // The summary is recomputed from the evaluations, so its record adds nothing here.
-            MetricsRecord::Summary(_) => {}
+            // The summary is recomputed from the evaluations, and a resume only shapes the
+            // history, so neither adds anything here.
+            MetricsRecord::Summary(_) | MetricsRecord::Resume(_) => {}
         }
     }
     Ok(summary)
@@ -185,14 +187,15 @@ impl RunSummary {
                 e.step, e.top1_ema, e.top1_raw, e.top5_ema, e.loss_ema
             );
         }
-        if let Some(best) = self.best_eval() {
-            let _ = writeln!(
-                out,
-                "best top-1 EMA: {:.2}% at step {} ({} evaluations)",
-                best.top1_ema,
-                best.step,
-                self.evals.len()
-            );
+        if let Some(summary) = Summary::from_evals(&self.evals) {
+            let _ = writeln!(out, "top-1 over {} evaluations:", summary.evaluations);
+            for (model, row) in [("EMA", &summary.ema), ("raw", &summary.raw)] {
+                let _ = writeln!(
+                    out,
+                    "  {model:<3} best {:.2}% (step {}), last {:.2}%, median of last 5 {:.2}%",
+                    row.best, row.best_step, row.last, row.median_last5
+                );
+            }
         }
         if out.is_empty() {
             out.push_str("no training records in metrics.jsonl\n");

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use ccssl_ema::records::{EndRecord, EndStatus, MetricsRecord, RecordWriter};
+use ccssl_ema::records::{EndRecord, EndStatus, MetricsRecord, RecordWriter, ResumeRecord};
 use ccssl_pipe::graph::{Plan, Restart, StageSpec};
 use ccssl_pipe::metrics::{MetricsBlock, StageState, gauge};
 use ccssl_pipe::ring::Monitor;
@@ -33,6 +33,7 @@ pub use observer::{
     Control, Headless, Observer, ReplicaView, RingView, RunEvent, RunView, StageView,
 };
 use process::Exit;
+pub use setup::GRAPH_FILE;
 
 use crate::cli::{EXIT_FAILED, EXIT_INTERRUPTED};
 use crate::dash::rundir::{METRICS_FILE, SUPERVISOR_PID_FILE};
@@ -57,6 +58,18 @@ pub struct RunOptions {
     pub stop_timeout: Duration,
     /// How long the other children may take to exit after a stage failed.
     pub fail_timeout: Duration,
+    /// The run to continue, when resuming; `out` is then unused.
+    pub resume: Option<Resume>,
+}
+
+/// A run directory to continue from its last checkpoint. The caller checked that the
+/// checkpoint is intact and was written by the plan's graph.
+#[derive(Clone, Debug)]
+pub struct Resume {
+    /// The existing run directory.
+    pub run_dir: PathBuf,
+    /// Step of its last checkpoint: the first step the resumed run trains.
+    pub step: u64,
 }
 
 impl Default for RunOptions {
@@ -65,6 +78,7 @@ impl Default for RunOptions {
             out: None,
             stop_timeout: Duration::from_secs(10),
             fail_timeout: Duration::from_secs(1),
+            resume: None,
         }
     }
 }
@@ -124,10 +138,21 @@ pub fn run<S: StageSpec>(
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
     process::install_signal_handlers();
-    let mut resources = setup::create(plan, options.out.as_deref())?;
+    let mut resources = setup::create(plan, options.out.as_deref(), options.resume.as_ref())?;
     let log = setup::open_log(&resources.log_path)?;
     init_logging(&log)?;
-    tracing::info!(graph = %plan.file.display(), run_id = %resources.run_id, run_dir = %resources.run_dir.display(), "run starting");
+    tracing::info!(graph = %plan.file.display(), run_id = %resources.run_id, run_dir = %resources.run_dir.display(), first_step = resources.first_seq, "run starting");
+    if let Some(resume) = &options.resume {
+        // Written before any stage starts, so every record of the resumed attempt follows it.
+        let record = MetricsRecord::Resume(ResumeRecord {
+            step: resume.step,
+            time_ns: ccssl_pipe::metrics::now_ns(),
+        });
+        RecordWriter::append(&resources.run_dir.join(METRICS_FILE))
+            .and_then(|mut writer| writer.write(&record))
+            .context("cannot record the resume")?;
+        tracing::info!(step = resume.step, "resuming from the last checkpoint");
+    }
     match &resources.stale {
         Ok(removed) => {
             for path in removed {

@@ -15,6 +15,10 @@ use ccssl_pipe::shm;
 use ccssl_pipe::stage::{self, Launch, Port};
 
 use crate::dash::live::{LayoutRing, LayoutStage, RunLayout};
+use crate::supervisor::Resume;
+
+/// Name of the resolved graph in a run directory.
+pub const GRAPH_FILE: &str = "graph.ron";
 
 /// Segments and directory of one run.
 pub(crate) struct Resources {
@@ -27,8 +31,12 @@ pub(crate) struct Resources {
     pub metrics: Vec<PathBuf>,
     /// Control segment (input cursors) of each stage, in plan order.
     pub controls: Vec<PathBuf>,
+    /// Sequence number of the first item: 0, or the step a resumed run continues from.
+    pub first_seq: u64,
     /// Set once the processes started: from then on the run directory is kept.
     pub started: bool,
+    /// Whether the run directory existed before this start (a resume); it is never removed.
+    pub resumed: bool,
     /// Segments of dead runs removed before this run, or why the scan failed.
     pub stale: Result<Vec<PathBuf>, String>,
 }
@@ -39,24 +47,35 @@ impl Drop for Resources {
             Ok(removed) => tracing::debug!(count = removed.len(), "removed the run's segments"),
             Err(err) => tracing::error!("cannot remove the run's segments: {err}"),
         }
-        if !self.started {
+        if !self.started && !self.resumed {
             let _ = fs::remove_dir_all(&self.run_dir);
         }
     }
 }
 
-/// Removes stale segments of dead runs, then creates the run directory, the metrics blocks
-/// and the rings of `plan`. On error, whatever was created is removed again.
-pub(crate) fn create<S: StageSpec>(plan: &Plan<S>, out: Option<&Path>) -> Result<Resources> {
+/// Removes stale segments of dead runs, then creates the run directory (or takes the one of
+/// the run `resume` continues), the metrics blocks and the rings of `plan`. On error,
+/// whatever was created is removed again; an existing run directory is left as it was.
+pub(crate) fn create<S: StageSpec>(
+    plan: &Plan<S>,
+    out: Option<&Path>,
+    resume: Option<&Resume>,
+) -> Result<Resources> {
     // Logging starts only once the run directory exists, so the outcome is kept for later.
     let stale = shm::remove_stale_segments().map_err(|err| err.to_string());
-    let parent = out
-        .map(Path::to_path_buf)
-        .or_else(|| plan.graph.out.clone())
-        .unwrap_or_else(|| PathBuf::from("runs"));
-    fs::create_dir_all(&parent)
-        .with_context(|| format!("cannot create output directory {}", parent.display()))?;
-    let run_dir = new_run_dir(&parent, plan.name())?;
+    let run_dir = match resume {
+        Some(resume) => resume.run_dir.clone(),
+        None => {
+            let parent = out
+                .map(Path::to_path_buf)
+                .or_else(|| plan.graph.out.clone())
+                .unwrap_or_else(|| PathBuf::from("runs"));
+            fs::create_dir_all(&parent)
+                .with_context(|| format!("cannot create output directory {}", parent.display()))?;
+            new_run_dir(&parent, plan.name())?
+        }
+    };
+    let first_seq = resume.map_or(0, |r| r.step);
     let mut resources = Resources {
         run_id: shm::new_run_id(),
         log_path: run_dir.join("train.log"),
@@ -64,7 +83,9 @@ pub(crate) fn create<S: StageSpec>(plan: &Plan<S>, out: Option<&Path>) -> Result
         rings: Vec::new(),
         metrics: Vec::new(),
         controls: Vec::new(),
+        first_seq,
         started: false,
+        resumed: resume.is_some(),
         stale,
     };
     for stage in &plan.stages {
@@ -74,9 +95,10 @@ pub(crate) fn create<S: StageSpec>(plan: &Plan<S>, out: Option<&Path>) -> Result
         })?;
         resources.metrics.push(path);
         let path = shm::segment_path(&resources.run_id, &format!("control-{}", stage.name));
-        stage::create_control(&path, stage.replicas, stage.inputs.len() as u32).with_context(
-            || format!("stage \"{}\": cannot create its control block", stage.name),
-        )?;
+        stage::create_control(&path, stage.replicas, stage.inputs.len() as u32, first_seq)
+            .with_context(|| {
+                format!("stage \"{}\": cannot create its control block", stage.name)
+            })?;
         resources.controls.push(path);
     }
     for edge in &plan.edges {
@@ -98,11 +120,13 @@ pub(crate) fn create<S: StageSpec>(plan: &Plan<S>, out: Option<&Path>) -> Result
             }
         }
     }
-    fs::write(
-        resources.run_dir.join("graph.ron"),
-        graph::to_ron(&plan.graph),
-    )
-    .with_context(|| format!("cannot write {}", resources.run_dir.display()))?;
+    if !resources.resumed {
+        fs::write(
+            resources.run_dir.join(GRAPH_FILE),
+            graph::to_ron(&plan.graph),
+        )
+        .with_context(|| format!("cannot write {}", resources.run_dir.display()))?;
+    }
     layout(plan, &resources)
         .write(&resources.run_dir)
         .with_context(|| format!("cannot write {}", resources.run_dir.display()))?;
@@ -249,6 +273,7 @@ pub(crate) fn launch<S: StageSpec>(
         run_id: resources.run_id.clone(),
         run_dir: resources.run_dir.clone(),
         seed: plan.graph.seed,
+        first_seq: resources.first_seq,
         stage: stage.name.clone(),
         replica,
         replicas: stage.replicas,

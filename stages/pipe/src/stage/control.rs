@@ -53,9 +53,18 @@ fn segment_len(replicas: u32, inputs: u32) -> u64 {
     (HEADER_BYTES + 8 * replicas as usize * inputs.max(1) as usize) as u64
 }
 
+/// Returns the first sequence number at or after `first_seq` that replica `replica` of
+/// `replicas` handles: items are dealt to replicas by `seq % replicas`.
+pub fn first_seq_of(first_seq: u64, replica: u32, replicas: u32) -> u64 {
+    let replicas = u64::from(replicas.max(1));
+    let offset = (u64::from(replica) + replicas - first_seq % replicas) % replicas;
+    first_seq + offset
+}
+
 /// Creates the control block of a stage with `replicas` replicas and `inputs` input edges,
-/// with every cursor at its replica's first sequence number (the replica index).
-pub fn create(path: &Path, replicas: u32, inputs: u32) -> Result<(), ControlError> {
+/// with every cursor at its replica's first sequence number at or after `first_seq` (the
+/// replica index when a run starts at 0, see [`first_seq_of`]).
+pub fn create(path: &Path, replicas: u32, inputs: u32, first_seq: u64) -> Result<(), ControlError> {
     let map = shm::create_segment(path, segment_len(replicas, inputs))?;
     // SAFETY: the segment was just created with room for the header, is page aligned, and no
     // other process maps it yet.
@@ -71,9 +80,10 @@ pub fn create(path: &Path, replicas: u32, inputs: u32) -> Result<(), ControlErro
     };
     for replica in 0..replicas {
         for input in 0..inputs {
-            block
-                .cursor(replica, input)
-                .store(u64::from(replica), Ordering::Relaxed);
+            block.cursor(replica, input).store(
+                first_seq_of(first_seq, replica, replicas),
+                Ordering::Relaxed,
+            );
         }
     }
     // The magic goes last, so an opener never accepts a half-initialised block.
@@ -153,7 +163,7 @@ mod tests {
     #[test]
     fn cursors_start_at_replica_index_and_persist() {
         let path = shm::segment_path(&shm::new_run_id(), "control-test");
-        create(&path, 3, 2).unwrap();
+        create(&path, 3, 2, 0).unwrap();
         let block = ControlBlock::open(&path).unwrap();
         assert_eq!(block.cursor(0, 0).load(Ordering::Relaxed), 0);
         assert_eq!(block.cursor(2, 1).load(Ordering::Relaxed), 2);
@@ -161,5 +171,23 @@ mod tests {
         let again = ControlBlock::open(&path).unwrap();
         assert_eq!(again.cursor(1, 1).load(Ordering::Relaxed), 41);
         shm::unlink(&path).unwrap();
+    }
+
+    #[test]
+    fn cursors_of_resumed_run_start_at_first_seq() {
+        let path = shm::segment_path(&shm::new_run_id(), "control-resume");
+        create(&path, 3, 1, 10).unwrap();
+        let block = ControlBlock::open(&path).unwrap();
+        // 10 % 3 == 1: replica 1 takes 10, replica 2 takes 11, replica 0 takes 12.
+        assert_eq!(block.cursor(1, 0).load(Ordering::Relaxed), 10);
+        assert_eq!(block.cursor(2, 0).load(Ordering::Relaxed), 11);
+        assert_eq!(block.cursor(0, 0).load(Ordering::Relaxed), 12);
+        shm::unlink(&path).unwrap();
+    }
+
+    #[test]
+    fn first_seq_of_single_replica_is_first_seq() {
+        assert_eq!(first_seq_of(0, 0, 1), 0);
+        assert_eq!(first_seq_of(250, 0, 1), 250);
     }
 }

@@ -43,7 +43,7 @@ use crate::metrics::{MetricsBlock, MetricsError, StageMetrics, StageState};
 use crate::ring::{Consumer, Producer, RingError};
 use crate::slot::SlotError;
 
-pub use control::{ControlBlock, ControlError, create as create_control};
+pub use control::{ControlBlock, ControlError, create as create_control, first_seq_of};
 pub use ports::{Input, Item, Output};
 
 /// Environment variable that carries a stage's [`Launch`] as RON.
@@ -59,6 +59,10 @@ pub struct Launch {
     pub run_dir: PathBuf,
     /// Seed of the run.
     pub seed: u64,
+    /// Sequence number of the run's first item: 0 for a new run, the step of the checkpoint a
+    /// resumed run continues from. Sources emit from here and input cursors start here.
+    #[serde(default)]
+    pub first_seq: u64,
     /// Stage name.
     pub stage: String,
     /// Replica index, `0 .. replicas`.

@@ -112,11 +112,31 @@ fn end_record_means_finished_even_with_live_pid() {
         lines[3],
         "last eval (step 200): top-1 EMA 39.00%, raw 41.00%, top-5 EMA 89.50%, loss EMA 1.5000"
     );
+    assert_eq!(lines[4], "top-1 over 2 evaluations:");
+    // Medians of two values: (40.5 + 39.0) / 2 and (38.25 + 41.0) / 2 = 39.625, printed with
+    // round-half-to-even.
     assert_eq!(
-        lines[4],
-        "best top-1 EMA: 40.50% at step 100 (2 evaluations)"
+        lines[5],
+        "  EMA best 40.50% (step 100), last 39.00%, median of last 5 39.75%"
     );
-    assert_eq!(lines.len(), 5);
+    assert_eq!(
+        lines[6],
+        "  raw best 41.00% (step 200), last 41.00%, median of last 5 39.62%"
+    );
+    assert_eq!(lines.len(), 7);
+}
+
+#[test]
+fn resume_record_supersedes_later_records() {
+    let dir = run_dir("resumed");
+    let resume = r#"{"kind":"resume","step":100,"time_ns":3}"#;
+    write_metrics(&dir, &[EVAL_1, TRAIN, EVAL_2, END, resume]);
+    let summary = read_summary(&dir.join(METRICS_FILE)).unwrap();
+    // The evaluation at step 200 and the end record came before the resume from step 100.
+    assert_eq!(summary.evals.len(), 1);
+    assert_eq!(summary.evals[0].step, 100);
+    assert!(summary.end.is_none());
+    assert!(summary.last_train.is_none());
 }
 
 #[test]
