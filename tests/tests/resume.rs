@@ -1,6 +1,6 @@
-//! `ccssl-run --resume` end to end on `graphs/smoke.ron`: a run interrupted by `kill -9` of its
-//! step stage, or stopped by SIGINT, and resumed, ends with the same EMA weights and the same
-//! evaluations as a run that never stopped; invalid resumes exit 2 and change nothing.
+//! `ccssl-run --resume` end to end on `graphs/smoke.ron`. A run interrupted by `kill -9` of its
+//! step stage, or stopped by SIGINT, and then resumed ends with the same EMA weights and the
+//! same evaluations as a run that never stopped. Invalid resumes exit 2 and change nothing.
 //!
 //! Equality is byte for byte: the engine runs the same operations in the same order on the
 //! same thread count, so a resumed run has no reason to differ in any bit.
@@ -37,7 +37,7 @@ fn describe(output: &Output) -> String {
     )
 }
 
-/// The only run directory under `out`.
+/// Returns the only run directory under `out`.
 fn run_dir_in(out: &Path) -> PathBuf {
     std::fs::read_dir(out)
         .expect("list out")
@@ -46,7 +46,8 @@ fn run_dir_in(out: &Path) -> PathBuf {
         .expect("a run directory")
 }
 
-/// Run directory of `graphs/smoke.ron` run to the end without a stop, shared by the tests.
+/// Runs `graphs/smoke.ron` to the end once without a stop and returns its run directory,
+/// shared by the tests.
 fn uninterrupted() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
@@ -59,7 +60,7 @@ fn uninterrupted() -> &'static Path {
     })
 }
 
-/// Evaluations of the run's current history.
+/// Returns the evaluations of the run's current history.
 fn evals(run_dir: &Path) -> Vec<EvalRecord> {
     let records = read_records(&run_dir.join("metrics.jsonl")).expect("read metrics.jsonl");
     current_history(records)
@@ -71,8 +72,8 @@ fn evals(run_dir: &Path) -> Vec<EvalRecord> {
         .collect()
 }
 
-/// Starts `graphs/smoke.ron` in the background, waits for its checkpoint at step 10, and hands
-/// the running child and its run directory to `interrupt`.
+/// Starts `graphs/smoke.ron` in the background, waits for its checkpoint at step 10, and
+/// returns the running child and its run directory.
 fn run_until_first_checkpoint(out: &Path) -> (std::process::Child, PathBuf) {
     let child = Command::new(ccssl_bin("ccssl-run"))
         .current_dir(repo_root())
@@ -174,7 +175,7 @@ fn sigint_stop_then_resume_matches_uninterrupted() {
     resume_and_compare(&run_dir, last.state.step);
 }
 
-/// Path, size and contents of every file under `dir`, links listed with their targets.
+/// Returns the contents of every file under `dir` by path, with links as their targets.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];

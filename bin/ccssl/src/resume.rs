@@ -57,8 +57,8 @@ pub fn prepare(
     let plan = graph::load::<Stage>(&saved_path, &[]).map_err(|err| err.to_string())?;
     match graph_file {
         Some(file) => {
-            let given = graph::load::<Stage>(file, sets).map_err(|err| err.to_string())?;
-            if graph::to_ron(&given.graph) != saved {
+            let expected = graph::load::<Stage>(file, sets).map_err(|err| err.to_string())?;
+            if graph::to_ron(&expected.graph) != saved {
                 return Err(format!(
                     "--resume {dir}: {} (with its --set and --data values) differs from the \
                      graph the run started with, {}; resume without a graph file to continue \
