@@ -209,7 +209,7 @@ fn plan_run(args: &RunArgs) -> Result<(Plan<Stage>, RunOptions), String> {
     let Some(file) = &args.graph else {
         return Err("a graph file or --resume RUN_DIR is required".to_string());
     };
-    let plan = graph::load::<Stage>(file, &sets).map_err(|err| err.to_string())?;
+    let plan = kinds::load_plan(file, &sets)?;
     let options = RunOptions {
         out: args.out.clone(),
         ..RunOptions::default()
@@ -339,7 +339,7 @@ fn attach(run_dir: &std::path::Path) -> ExitCode {
 
 /// Loads and validates a graph, printing the one error line on failure.
 fn load(program: &str, file: &std::path::Path, set: &[String]) -> Result<Plan<Stage>, ExitCode> {
-    graph::load::<Stage>(file, set).map_err(|err| {
+    kinds::load_plan(file, set).map_err(|err| {
         eprintln!("{program}: {err}");
         ExitCode::from(EXIT_INVALID)
     })

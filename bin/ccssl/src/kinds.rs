@@ -369,6 +369,39 @@ pub fn with_data_root(
     all
 }
 
+/// Loads and validates the graph `file` with `overrides`, then checks what single stages
+/// cannot check alone: every `Loader` feeding a `Step` emits exactly one batch per step.
+/// The error is the one-line message for exit code 2.
+pub fn load_plan(
+    file: &std::path::Path,
+    overrides: &[String],
+) -> Result<ccssl_pipe::graph::Plan<Stage>, String> {
+    let plan = ccssl_pipe::graph::load::<Stage>(file, overrides).map_err(|err| err.to_string())?;
+    let steps = plan.stages.iter().filter_map(|stage| match &stage.spec {
+        Stage::Step(config) => Some((stage.name.as_str(), config.total_steps)),
+        _ => None,
+    });
+    for (step, total) in steps {
+        for stage in &plan.stages {
+            let Stage::Loader(loader) = &stage.spec else {
+                continue;
+            };
+            if loader.total_steps != Some(total) {
+                return Err(format!(
+                    "{}: stage \"{}\" has total_steps {:?} but stage \"{step}\" has total_steps \
+                     {total}; the loader emits one batch per training step, so set \
+                     stages.{}.total_steps to Some({total})",
+                    file.display(),
+                    stage.name,
+                    loader.total_steps,
+                    stage.name
+                ));
+            }
+        }
+    }
+    Ok(plan)
+}
+
 /// Runs the stage described by the launch environment (the hidden `stage` subcommand).
 pub fn run_stage() -> ExitCode {
     stage::main(|ctx| match ctx.spec::<Stage>()? {
@@ -418,6 +451,62 @@ mod tests {
     fn load(text: &str, set: &[&str]) -> Result<graph::Plan<Stage>, String> {
         let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
         graph::load_str::<Stage>(Path::new("kinds.ron"), text, &set).map_err(|e| e.to_string())
+    }
+
+    const TRAINING: &str = r#"Graph(
+        name: "training",
+        stages: {
+            "loader": Loader(dataset: Synthetic(classes: 4, train_per_class: 10),
+                             num_labeled: 8, batch_size: 4, mu: 2, total_steps: 6),
+            "augment": Augment(contrast: ()),
+            "step": Step(model: WideResNet(depth: 10, widen: 1, proj_dim: 8, num_classes: 4),
+                         total_steps: 6, threads: 1),
+            "ema": Ema(),
+        },
+        edges: [
+            Edge(from: "loader", to: "augment", slots: 4),
+            Edge(from: "augment", to: "step", slots: 4),
+            Edge(from: "step", to: "ema", slots: 2),
+        ],
+    )"#;
+
+    fn load_training(set: &[&str]) -> Result<graph::Plan<Stage>, String> {
+        let dir = std::env::temp_dir().join(format!("ccssl-kinds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = dir.join(format!("training-{n}.ron"));
+        std::fs::write(&file, TRAINING).unwrap();
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        let plan = load_plan(&file, &set);
+        std::fs::remove_file(&file).unwrap();
+        plan
+    }
+
+    #[test]
+    fn loader_and_step_with_equal_totals_load() {
+        let plan = load_training(&[]).unwrap();
+        assert_eq!(plan.stages.len(), 4);
+    }
+
+    #[test]
+    fn loader_total_differing_from_step_is_rejected() {
+        let err = load_training(&["stages.loader.total_steps=Some(5)"]).unwrap_err();
+        assert!(
+            err.contains("stage \"loader\" has total_steps Some(5)"),
+            "{err}"
+        );
+        assert!(err.contains("stage \"step\" has total_steps 6"), "{err}");
+        assert!(
+            err.contains("stages.loader.total_steps to Some(6)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn endless_loader_before_step_is_rejected() {
+        let err = load_training(&["stages.loader.total_steps=None"]).unwrap_err();
+        assert!(err.contains("has total_steps None"), "{err}");
     }
 
     #[test]

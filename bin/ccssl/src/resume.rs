@@ -13,7 +13,7 @@ use ccssl_ema::open_checkpoint;
 use ccssl_pipe::graph::{self, Plan};
 
 use crate::dash::rundir::{RunStatus, run_status};
-use crate::kinds::Stage;
+use crate::kinds::{Stage, load_plan};
 use crate::supervisor::{GRAPH_FILE, Resume};
 
 /// Example of a run directory for messages.
@@ -54,10 +54,10 @@ pub fn prepare(
         Err(err) => return Err(format!("--resume {dir}: {err}")),
     }
 
-    let plan = graph::load::<Stage>(&saved_path, &[]).map_err(|err| err.to_string())?;
+    let plan = load_plan(&saved_path, &[])?;
     match graph_file {
         Some(file) => {
-            let expected = graph::load::<Stage>(file, sets).map_err(|err| err.to_string())?;
+            let expected = load_plan(file, sets)?;
             if graph::to_ron(&expected.graph) != saved {
                 return Err(format!(
                     "--resume {dir}: {} (with its --set and --data values) differs from the \
