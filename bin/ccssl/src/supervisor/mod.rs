@@ -299,6 +299,9 @@ fn supervise<S: StageSpec>(
             let replica = children[slot].replica;
             if exit.success() {
                 tracing::info!(stage = %stage.name, replica, pid, "stage exited");
+                if stop_begun {
+                    abandon_inputs(plan, monitors, &stage.name, replica);
+                }
                 continue;
             }
             let status = exit.describe();
@@ -473,6 +476,30 @@ fn kill_all(children: &mut [Child]) {
             libc::waitpid(child.pid as libc::pid_t, &mut status, 0);
         }
         child.exit = Some(Exit::Signal(libc::SIGKILL));
+    }
+}
+
+/// Marks abandoned the rings that replica `replica` of `stage` consumed, so producers blocked
+/// on them during a graceful stop wake up and exit instead of waiting for the kill.
+fn abandon_inputs<S: StageSpec>(
+    plan: &Plan<S>,
+    monitors: &[(String, Monitor)],
+    stage: &str,
+    replica: u32,
+) {
+    // `monitors` lists the rings edge by edge, producer replica by consumer replica.
+    let mut index = 0;
+    for edge in &plan.edges {
+        for _ in 0..edge.from_replicas {
+            for consumer in 0..edge.to_replicas {
+                if edge.to == stage && consumer == replica {
+                    let (name, monitor) = &monitors[index];
+                    monitor.mark_abandoned();
+                    tracing::info!(edge = %name, ring = %monitor.path().display(), "ring of an exited consumer marked abandoned");
+                }
+                index += 1;
+            }
+        }
     }
 }
 

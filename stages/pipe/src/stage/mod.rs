@@ -348,6 +348,16 @@ where
             );
             ExitCode::SUCCESS
         }
+        // During a graceful stop the supervisor abandons the input rings of each stage that
+        // has exited, so a producer blocked on a full ring towards it ends here, not in a kill.
+        Err(StageError::Ring {
+            edge,
+            source: RingError::Abandoned { .. },
+        }) if ctx.stop_requested() => {
+            ctx.set_state(StageState::Stopped);
+            tracing::info!(edge = %edge, "stopped: the consumer on this edge has exited");
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             ctx.set_state(StageState::Failed);
             tracing::error!("failed: {err}");
