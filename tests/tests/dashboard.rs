@@ -268,9 +268,6 @@ fn dashboard_shows_stages_and_stops_on_q() {
     assert!(confirm.is_some(), "no confirmation after q");
     tmux.send_key("a", "y");
 
-    // NOTE: a stage killed at the end of the stop's grace period does not fail this test.
-    // The augment stage is killed today because it waits for a free slot towards the step
-    // stage, which has already exited.
     let code = wait_exit_code(out.path(), "a");
     let stderr = std::fs::read_to_string(out.path().join("a.stderr")).unwrap_or_default();
     assert_eq!(code, Some(0), "stderr:\n{stderr}");
@@ -289,6 +286,12 @@ fn dashboard_shows_stages_and_stops_on_q() {
     assert_final_checkpoint(&run_dir, end.step);
     let log = std::fs::read_to_string(run_dir.join("train.log")).expect("train.log");
     assert!(log.contains("stop requested from the dashboard"), "{log}");
+    // Every stage exits by itself: none waits out the grace period and gets killed.
+    assert!(!log.contains("killing the remaining stages"), "{log}");
+    for stage in STAGES {
+        let exited = format!("stage exited stage={stage} ");
+        assert!(log.contains(&exited), "no clean exit of {stage}:\n{log}");
+    }
 }
 
 /// A headless `ccssl-run` process, killed on drop so a failed assertion leaves none behind.
@@ -382,9 +385,24 @@ fn headless_prints_progress_lines() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "stderr:\n{stderr}");
 
-    let lines: Vec<&str> = stdout.lines().collect();
+    // Progress lines, then the end-of-run summary.
+    let all: Vec<&str> = stdout.lines().collect();
+    let summary_at = all
+        .iter()
+        .position(|line| line.starts_with("ended: "))
+        .unwrap_or_else(|| panic!("no summary after the progress lines:\n{stdout}"));
+    let (lines, summary) = all.split_at(summary_at);
+    assert_eq!(summary[0], "ended: completed at step 30/30");
+    assert!(
+        summary.iter().any(|l| l.starts_with("  EMA best ")),
+        "{stdout}"
+    );
+    assert!(
+        summary.iter().any(|l| l.starts_with("  raw best ")),
+        "{stdout}"
+    );
     assert!(!lines.is_empty(), "no progress line; stderr:\n{stderr}");
-    for line in &lines {
+    for line in lines {
         assert!(line.starts_with("step "), "{line}");
         assert!(line.contains(" img/s | ETA "), "{line}");
         // `img/s`, then one `NAME RATE/s` per stage.
