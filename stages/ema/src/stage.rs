@@ -346,7 +346,7 @@ pub fn run(
         }
     }
     if let Some(summary) = Summary::from_evals(&tracker.evals) {
-        print_summary(&summary);
+        log_summary(&summary);
         writer
             .write(&MetricsRecord::Summary(summary))
             .map_err(failed)?;
@@ -354,13 +354,12 @@ pub fn run(
     Ok(())
 }
 
-fn print_summary(summary: &Summary) {
+fn log_summary(summary: &Summary) {
     for (model, row) in [("EMA", &summary.ema), ("raw", &summary.raw)] {
         let line = format!(
             "{model} top-1: best {:.2} (step {}), last {:.2}, median of last 5 {:.2}",
             row.best, row.best_step, row.last, row.median_last5
         );
-        println!("{line}");
         tracing::info!("{line}");
     }
 }

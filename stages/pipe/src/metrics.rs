@@ -223,7 +223,7 @@ pub fn beat_while<R>(metrics: Option<&StageMetrics>, work: impl FnOnce() -> R) -
         let result = work();
         done.store(true, Relaxed);
         // An unpark before the helper parks makes that park return at once, so the helper
-        // sees `done` without waiting out its period.
+        // reads `done` without waiting out its period.
         beat.thread().unpark();
         result
     })
@@ -510,7 +510,7 @@ mod tests {
         record.heartbeat();
         let before = record.snapshot().heartbeat_ns;
 
-        // The work returns once it sees a newer heartbeat than its own last one.
+        // The work returns once the heartbeat is newer than the one stored before it began.
         let renewed = beat_while(Some(record), || {
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while std::time::Instant::now() < deadline {
