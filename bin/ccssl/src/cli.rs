@@ -195,7 +195,8 @@ fn plan_run(args: &RunArgs) -> Result<(Plan<Stage>, RunOptions), String> {
         }
         if args.graph.is_none() && (args.data.is_some() || !args.set.is_empty()) {
             return Err(format!(
-                "--resume {}: --set and --data cannot change the graph of a resumed run; drop                  them to continue with the run's own graph.ron, or start a new run",
+                "--resume {}: --set and --data cannot change the graph of a resumed run; drop \
+                 them to continue with the run's own graph.ron, or start a new run",
                 run_dir.display()
             ));
         }

@@ -362,7 +362,14 @@ pub fn with_data_root(
         .stages
         .0
         .iter()
-        .filter(|(_, stage)| matches!(stage, Stage::Loader(_)))
+        // Synthetic data has no root to replace.
+        .filter(|(_, stage)| match stage {
+            Stage::Loader(loader) => !matches!(
+                loader.dataset,
+                ccssl_loader::DatasetConfig::Synthetic { .. }
+            ),
+            _ => false,
+        })
         .map(|(name, _)| format!("stages.{name}.dataset.root={root}"))
         .collect();
     all.extend_from_slice(sets);
@@ -471,7 +478,7 @@ mod tests {
     )"#;
 
     fn load_training(set: &[&str]) -> Result<graph::Plan<Stage>, String> {
-        let dir = std::env::temp_dir().join(format!("ccssl-kinds-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("ccssl-kinds-plan-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -481,6 +488,17 @@ mod tests {
         let plan = load_plan(&file, &set);
         std::fs::remove_file(&file).unwrap();
         plan
+    }
+
+    #[test]
+    fn data_root_skips_synthetic_loaders() {
+        let dir = std::env::temp_dir().join(format!("ccssl-kinds-synth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("training.ron");
+        std::fs::write(&file, TRAINING).unwrap();
+        let sets = with_data_root(&file, Some(Path::new("/data/cifar10")), &[]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(sets.is_empty(), "{sets:?}");
     }
 
     #[test]
@@ -595,7 +613,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ccssl-kinds-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("g.ron");
-        std::fs::write(&file, GRAPH).unwrap();
+        let cifar = GRAPH.replace(
+            "Synthetic(classes: 4, train_per_class: 10, height: 16, width: 8)",
+            "Cifar10(root: \"data/cifar10\")",
+        );
+        std::fs::write(&file, cifar).unwrap();
         let sets = with_data_root(&file, Some(Path::new("/data/c\"10")), &["a=1".to_string()]);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(

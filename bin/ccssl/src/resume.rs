@@ -88,6 +88,16 @@ pub fn prepare(
         ));
     };
     let last = run_dir.join("checkpoints").join("last");
+    if let (Ok(target), false) = (std::fs::read_link(&last), last.exists()) {
+        return Err(format!(
+            "--resume {dir}: {} points to {}, which is missing; point the link at one of the \
+             step-NNNNNNNN directories beside it (ln -sfn step-NNNNNNNN {}) to resume from \
+             that checkpoint",
+            last.display(),
+            target.display(),
+            last.display()
+        ));
+    }
     if !last.exists() {
         return Err(format!(
             "--resume {dir}: no checkpoint to resume from ({} not found): the run stopped \

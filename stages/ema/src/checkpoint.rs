@@ -440,6 +440,26 @@ pub fn verify_dir(dir: &Path) -> Result<CheckpointState, CheckpointError> {
             message,
         });
     }
+    // The step is not covered by the file digests, so it is checked against the directory
+    // name the writer gave it; `dir` may be the `last` link, hence the canonical path.
+    let named = fs::canonicalize(dir).ok().and_then(|real| {
+        real.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(parse_step_dir)
+    });
+    if let Some(named) = named
+        && named != state.step
+    {
+        return Err(CheckpointError::InvalidState {
+            path: state_path,
+            message: format!(
+                "step {} differs from the directory name {}; the state file was edited or the \
+                 directory renamed, so restore it or pick another checkpoint",
+                state.step,
+                step_dir_name(named)
+            ),
+        });
+    }
     for file in &state.files {
         check_file_name(&file.name)?;
         let path = dir.join(&file.name);

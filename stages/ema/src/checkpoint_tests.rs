@@ -139,6 +139,27 @@ fn missing_file_is_named() {
 }
 
 #[test]
+fn edited_step_in_state_is_invalid() {
+    let run = tempfile::tempdir().unwrap();
+    let ckpt = Checkpoints::new(run.path(), 3).unwrap();
+    let dir = write_step(&ckpt, 40, false);
+    let text = fs::read_to_string(dir.join(STATE_FILE)).unwrap();
+    assert!(text.contains("step: 40,"), "{text}");
+    fs::write(dir.join(STATE_FILE), text.replace("step: 40,", "step: 45,")).unwrap();
+
+    let err = verify_dir(&dir).unwrap_err();
+    assert!(matches!(err, CheckpointError::InvalidState { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("step 45 differs from the directory name step-00000040"),
+        "{err}"
+    );
+    // Through the `last` link the real directory name is compared.
+    let err = verify_dir(&run.path().join("checkpoints/last")).unwrap_err();
+    assert!(matches!(err, CheckpointError::InvalidState { .. }), "{err}");
+}
+
+#[test]
 fn garbled_state_is_invalid() {
     let run = tempfile::tempdir().unwrap();
     let ckpt = Checkpoints::new(run.path(), 3).unwrap();

@@ -62,7 +62,8 @@ pub struct EmaStageConfig {
     /// Decay of the parameter average; default 0.999.
     #[serde(default = "default_decay")]
     pub decay: f32,
-    /// Steps between evaluations; default 1024. The last step is always evaluated.
+    /// Steps between evaluations; default 1024. The last step of the schedule is always
+    /// evaluated; a step where the run is stopped is checkpointed, not evaluated.
     #[serde(default = "default_every")]
     pub eval_every: u64,
     /// Step directories kept besides `last` and `best`; default 3.
@@ -300,7 +301,10 @@ pub fn run(
             tracker.interval = Interval::default();
         }
         let mut is_best = false;
-        if step.is_multiple_of(config.eval_every) || header.final_step {
+        // A stop before the end of the schedule checkpoints without evaluating: an evaluation
+        // pass can take far longer than the stop may, and the resumed run evaluates on schedule.
+        let last_step = step >= info.step_config.total_steps;
+        if step.is_multiple_of(config.eval_every) || last_step {
             let record = beat_while(metrics, || evaluate(&mut evaluator, &ema, &snapshot, &test))?;
             tracing::info!(
                 step,

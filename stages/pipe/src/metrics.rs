@@ -147,7 +147,8 @@ pub struct StageMetrics {
     state: AtomicU32,
     pid: AtomicU32,
     restarts: AtomicU32,
-    _reserved: AtomicU32,
+    /// Depth of [`beat_while`] calls in progress: long work the stage is inside.
+    working: AtomicU32,
     heartbeat_ns: AtomicU64,
     items_in: AtomicU64,
     items_out: AtomicU64,
@@ -187,6 +188,9 @@ pub struct MetricsSnapshot {
     pub blocked_out_ns: u64,
     /// Free gauges (step, learning rate, losses, ...), as the stage defines them.
     pub gauges: [f64; GAUGES],
+    /// Whether the stage is inside long work wrapped in [`beat_while`] (a training step, an
+    /// evaluation, a checkpoint write).
+    pub working: bool,
 }
 
 fn add_duration(counter: &AtomicU64, duration: Duration) {
@@ -207,13 +211,15 @@ pub const BEAT_PERIOD: Duration = Duration::from_millis(200);
 /// Runs `work` on the calling thread while a helper thread renews the heartbeat of `metrics`
 /// every [`BEAT_PERIOD`]. Stages wrap work that can outlast the supervisor's stale limit in it:
 /// a training step of a large model, an evaluation pass, a dataset download. A stage inside
-/// `work` therefore shows as alive, not stalled, for as long as its process runs.
+/// `work` therefore shows as alive, not stalled, for as long as its process runs, and as
+/// working, which lets a graceful stop wait for it.
 pub fn beat_while<R>(metrics: Option<&StageMetrics>, work: impl FnOnce() -> R) -> R {
     let Some(metrics) = metrics else {
         return work();
     };
     let done = AtomicBool::new(false);
-    std::thread::scope(|scope| {
+    metrics.working.fetch_add(1, Relaxed);
+    let result = std::thread::scope(|scope| {
         let beat = scope.spawn(|| {
             while !done.load(Relaxed) {
                 metrics.heartbeat();
@@ -226,7 +232,9 @@ pub fn beat_while<R>(metrics: Option<&StageMetrics>, work: impl FnOnce() -> R) -
         // reads `done` without waiting out its period.
         beat.thread().unpark();
         result
-    })
+    });
+    metrics.working.fetch_sub(1, Relaxed);
+    result
 }
 
 impl StageMetrics {
@@ -312,6 +320,7 @@ impl StageMetrics {
             blocked_in_ns: self.blocked_in_ns.load(Relaxed),
             blocked_out_ns: self.blocked_out_ns.load(Relaxed),
             gauges: std::array::from_fn(|i| f64::from_bits(self.gauges[i].load(Relaxed))),
+            working: self.working.load(Relaxed) > 0,
         }
     }
 }

@@ -53,6 +53,11 @@ pub enum RunDirError {
         "run directory {path} not found; pass the directory `ccssl-run` created, e.g. runs/NAME"
     )]
     NotFound { path: PathBuf },
+    #[error(
+        "{path} is not a ccssl run directory (no graph.ron in it); pass the directory \
+         `ccssl-run` created, e.g. runs/NAME"
+    )]
+    NotARun { path: PathBuf },
     #[error("failed to read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
@@ -88,6 +93,12 @@ pub struct RunSummary {
 pub fn run_status(run_dir: &Path) -> Result<RunStatus, RunDirError> {
     if !run_dir.is_dir() {
         return Err(RunDirError::NotFound {
+            path: run_dir.to_owned(),
+        });
+    }
+    // The supervisor writes graph.ron before any stage starts, so every run directory has it.
+    if !run_dir.join("graph.ron").is_file() {
+        return Err(RunDirError::NotARun {
             path: run_dir.to_owned(),
         });
     }

@@ -250,6 +250,7 @@ fn supervise<S: StageSpec>(
     let mut interrupted = false;
     let mut stop_requested = false;
     let mut restarts = vec![0u32; plan.stages.len()];
+    let mut wait_logged = false;
     loop {
         let signals = process::stop_signals();
         let control = observer.tick(&view(plan, started, blocks, monitors, &children));
@@ -381,10 +382,54 @@ fn supervise<S: StageSpec>(
         } = phase
             && Instant::now() >= kill_at
         {
-            kill_phase(&mut phase, observer, &children, "they did not exit in time");
+            // A graceful stop waits for a stage that is inside a step, an evaluation or a
+            // checkpoint write and still beating, and then grants a fresh grace period, so the
+            // work that follows (the final snapshot, the checkpoint) is not cut off either. A
+            // second signal still kills at once.
+            let working = (failure.is_none())
+                .then(|| working_stage(plan, blocks, &children))
+                .flatten();
+            match working {
+                Some(name) => {
+                    if !wait_logged {
+                        wait_logged = true;
+                        tracing::info!(stage = %name, "stop grace period over; waiting for the stage to finish its work");
+                    }
+                    phase = Phase::Stopping {
+                        kill_at: Instant::now() + options.stop_timeout,
+                        killed: false,
+                    };
+                }
+                None => kill_phase(&mut phase, observer, &children, "they did not exit in time"),
+            }
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// Returns the name of a live stage that is inside long work (see
+/// [`ccssl_pipe::metrics::beat_while`]) with a heartbeat younger than [`HEARTBEAT_STALE`].
+fn working_stage<'a, S: StageSpec>(
+    plan: &'a Plan<S>,
+    blocks: &[MetricsBlock],
+    children: &[Child],
+) -> Option<&'a str> {
+    let now = ccssl_pipe::metrics::now_ns();
+    children
+        .iter()
+        .filter(|child| child.exit.is_none())
+        .find(|child| {
+            blocks[child.stage]
+                .replica(child.replica)
+                .map(|record| record.snapshot())
+                .is_some_and(|m| {
+                    m.working
+                        && m.pid == child.pid
+                        && Duration::from_nanos(now.saturating_sub(m.heartbeat_ns))
+                            < HEARTBEAT_STALE
+                })
+        })
+        .map(|child| plan.stages[child.stage].name.as_str())
 }
 
 /// Logs, once per process, a running stage whose heartbeat is older than [`HEARTBEAT_STALE`].

@@ -2,11 +2,16 @@ use std::process::Command;
 
 use super::*;
 
-/// Creates a fresh, empty run directory under the system temp dir.
+/// Creates a fresh run directory under the system temp dir, with only its graph.ron.
 fn run_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ccssl-dash-rundir-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("graph.ron"),
+        "Graph(name: \"g\", stages: {}, edges: [])\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -35,7 +40,19 @@ fn missing_directory_is_an_error() {
 }
 
 #[test]
-fn empty_directory_is_not_running() {
+fn directory_without_graph_is_not_a_run() {
+    let dir = run_dir("plain");
+    fs::remove_file(dir.join("graph.ron")).unwrap();
+    let err = run_status(&dir).unwrap_err();
+    assert!(matches!(err, RunDirError::NotARun { .. }), "{err}");
+    assert!(
+        err.to_string().contains("not a ccssl run directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_without_records_is_not_running() {
     let dir = run_dir("empty");
     let status = run_status(&dir).unwrap();
     assert_eq!(status, RunStatus::NotRunning(RunSummary::default()));
