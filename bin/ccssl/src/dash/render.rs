@@ -122,7 +122,7 @@ impl Widget for &App {
         match self.mode {
             Mode::Running => {}
             Mode::ConfirmQuit => render_confirm(self, area, buf),
-            Mode::Help => render_help(area, buf),
+            Mode::Help => render_help(self.quit, area, buf),
         }
     }
 }
@@ -256,18 +256,29 @@ fn render_confirm(app: &App, area: Rect, buf: &mut Buffer) {
     render_popup(title, lines, area, buf);
 }
 
-fn render_help(area: Rect, buf: &mut Buffer) {
+fn render_help(quit: QuitBehavior, area: Rect, buf: &mut Buffer) {
     let busy = format!(
         "Bottleneck: busy >= {:.0}%, inputs >= {:.0}% full, outputs <= {:.0}% full",
         BOTTLENECK_MIN_BUSY * 100.0,
         BOTTLENECK_MIN_INPUT_FULL * 100.0,
         BOTTLENECK_MAX_OUTPUT_FULL * 100.0
     );
+    // An attached dashboard (`ccssl dash`) only leaves; the run goes on.
+    let (quit_line, interrupt_line) = match quit {
+        QuitBehavior::StopRun => (
+            "q / Esc     quit: stop the run (asks first)",
+            "Ctrl-C      stop now; twice: kill the stages",
+        ),
+        QuitBehavior::Detach => (
+            "q / Esc     leave the dashboard (asks first)",
+            "Ctrl-C      leave now; the run goes on",
+        ),
+    };
     let lines = vec![
-        Line::from("q / Esc     quit: stop the run or leave (asks first)").bold(),
+        Line::from(quit_line).bold(),
         Line::from("<- / ->     switch chart"),
         Line::from("?           close this help"),
-        Line::from("Ctrl-C      stop now; twice: kill the stages"),
+        Line::from(interrupt_line),
         Line::from(""),
         Line::from("busy%   share of time working on batches"),
         Line::from("in-w%   share of time waiting for input"),

@@ -252,11 +252,25 @@ fn attached_confirm_dialog_says_leave() {
 }
 
 #[test]
+fn attached_help_says_leave() {
+    let mut app = App::new(QuitBehavior::Detach, ViewConfig::default());
+    for sample in four_stages() {
+        app.push_sample(sample);
+    }
+    press(&mut app, KeyCode::Char('?'));
+    let lines = draw(&app, 80, 24);
+    line_with(&lines, "│ q / Esc     leave the dashboard (asks first)");
+    line_with(&lines, "│ Ctrl-C      leave now; the run goes on");
+    assert!(lines.iter().all(|l| !l.contains("stop the run")));
+}
+
+#[test]
 fn help_overlay_lists_keys_and_columns() {
     let mut app = app_with(four_stages());
     press(&mut app, KeyCode::Char('?'));
     let lines = draw(&app, 80, 24);
     line_with(&lines, "┌ help ─");
+    line_with(&lines, "│ q / Esc     quit: stop the run (asks first)");
     line_with(&lines, "│ <- / ->     switch chart ");
     line_with(&lines, "│ in-w%   share of time waiting for input ");
     line_with(
