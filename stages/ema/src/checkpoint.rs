@@ -440,8 +440,8 @@ pub fn verify_dir(dir: &Path) -> Result<CheckpointState, CheckpointError> {
             message,
         });
     }
-    // The step is not covered by the file digests, so it is checked against the directory
-    // name the writer gave it; `dir` may be the `last` link, hence the canonical path.
+    // The file digests do not cover the step, so it is checked against the directory name the
+    // writer gave it. The canonical path resolves `dir` when it is the `last` link.
     let named = fs::canonicalize(dir).ok().and_then(|real| {
         real.file_name()
             .and_then(|n| n.to_str())

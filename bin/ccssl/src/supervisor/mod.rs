@@ -383,9 +383,9 @@ fn supervise<S: StageSpec>(
             && Instant::now() >= kill_at
         {
             // A graceful stop waits for a stage that is inside a step, an evaluation or a
-            // checkpoint write and still beating, and then grants a fresh grace period, so the
-            // work that follows (the final snapshot, the checkpoint) is not cut off either. A
-            // second signal still kills at once.
+            // checkpoint write and still beating. Each wait grants a fresh grace period, so the
+            // work that follows (the final snapshot, the checkpoint) is not cut off either.
+            // A second signal still kills at once.
             let working = (failure.is_none())
                 .then(|| working_stage(plan, blocks, &children))
                 .flatten();
