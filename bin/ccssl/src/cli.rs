@@ -200,7 +200,8 @@ fn plan_run(args: &RunArgs) -> Result<(Plan<Stage>, RunOptions), String> {
                 run_dir.display()
             ));
         }
-        let (plan, resume) = crate::resume::prepare(run_dir, args.graph.as_deref(), &sets)?;
+        let expected = args.graph.as_deref().map(|file| (file, sets.as_slice()));
+        let (plan, resume) = crate::resume::prepare(run_dir, expected)?;
         let options = RunOptions {
             resume: Some(resume),
             ..RunOptions::default()

@@ -20,13 +20,12 @@ use crate::supervisor::{GRAPH_FILE, Resume};
 const RUN_DIR_EXAMPLE: &str = "runs/cifar10-cpu-20261205-010000";
 
 /// Checks that `run_dir` is a stopped run with an intact last checkpoint written by its own
-/// graph, and returns the plan of that graph with the step to continue from. `graph_file` and
-/// `sets` (the overrides, `--data` included) describe the graph the user expects; with no
-/// graph file there must be no overrides either. The error is one message for exit code 2.
+/// graph, and returns the plan of that graph with the step to continue from. `expected`, when
+/// given, is the graph file the user named with its overrides (`--data` included), which must
+/// resolve to the saved graph. The error is one message for exit code 2.
 pub fn prepare(
     run_dir: &Path,
-    graph_file: Option<&Path>,
-    sets: &[String],
+    expected: Option<(&Path, &[String])>,
 ) -> Result<(Plan<Stage>, Resume), String> {
     let dir = run_dir.display();
     if !run_dir.is_dir() {
@@ -55,27 +54,17 @@ pub fn prepare(
     }
 
     let plan = load_plan(&saved_path, &[])?;
-    match graph_file {
-        Some(file) => {
-            let expected = load_plan(file, sets)?;
-            if graph::to_ron(&expected.graph) != saved {
-                return Err(format!(
-                    "--resume {dir}: {} (with its --set and --data values) differs from the \
-                     graph the run started with, {}; resume without a graph file to continue \
-                     with the run's own graph, or start a new run",
-                    file.display(),
-                    saved_path.display()
-                ));
-            }
-        }
-        None if !sets.is_empty() => {
+    if let Some((file, sets)) = expected {
+        let expected = load_plan(file, sets)?;
+        if graph::to_ron(&expected.graph) != saved {
             return Err(format!(
-                "--resume {dir}: --set and --data cannot change the graph of a resumed run; \
-                 drop them to continue with {}, or start a new run",
+                "--resume {dir}: {} (with its --set and --data values) differs from the graph \
+                 the run started with, {}; resume without a graph file to continue with the \
+                 run's own graph, or start a new run",
+                file.display(),
                 saved_path.display()
             ));
         }
-        None => {}
     }
 
     let total_steps = plan.stages.iter().find_map(|stage| match &stage.spec {
