@@ -1,8 +1,8 @@
 //! CPU tensor engine of ccssl.
 //!
 //! f32 NCHW tensors, layers with explicit forward and backward passes (convolution as
-//! im2col + GEMM on the `gemm` crate, BatchNorm fused with LeakyReLU, linear, pooling,
-//! L2 normalisation), the WideResNet with its projection head, SGD with the cosine schedule,
+//! Winograd F(2x2, 3x3) or im2col + GEMM on the `gemm` crate, BatchNorm fused with LeakyReLU,
+//! linear, pooling, L2 normalisation), the WideResNet with its projection head, SGD with the cosine schedule,
 //! the losses of the CCSSL objective, and safetensors checkpoint I/O with the parameter names
 //! of the reference PyTorch model.
 //!
@@ -45,6 +45,8 @@ pub struct Workspace {
     scratch: matmul::Scratch,
     /// Flipped, channel-transposed convolution weight of the stride-1 input gradient.
     flipped: Vec<f32>,
+    /// Winograd transform `[16, out_channels, in_channels]` of the current 3x3 weight.
+    winograd: Vec<f32>,
 }
 
 impl std::fmt::Debug for Workspace {
