@@ -440,13 +440,35 @@ mod tests {
     use super::*;
     use crate::gradcheck::values;
 
+    /// Returns the geometry of a 3x3 convolution with stride 1 and padding 1, whose output has
+    /// the input's size.
+    fn same_size(batch: usize, cin: usize, cout: usize, height: usize, width: usize) -> Geometry {
+        Geometry {
+            batch,
+            in_channels: cin,
+            out_channels: cout,
+            height,
+            width,
+            out_height: height,
+            out_width: width,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        }
+    }
+
+    /// Returns a two-thread pool and scratch buffers for it.
+    fn two_threads() -> (ThreadPool, Scratch) {
+        let mut scratch = Scratch::default();
+        scratch.ensure_threads(2);
+        (ThreadPool::new(2).unwrap(), scratch)
+    }
+
     /// The Winograd path against im2col + GEMM on the same data: odd and even sizes, a single
     /// pixel, groups that split the batch unevenly, and accumulation into existing output.
     #[test]
     fn matches_im2col_convolution() {
-        let pool = ThreadPool::new(2).unwrap();
-        let mut scratch = Scratch::default();
-        scratch.ensure_threads(2);
+        let (pool, scratch) = two_threads();
         let cases = [
             (2, 3, 4, 5, 5),
             (3, 1, 2, 1, 1),
@@ -456,18 +478,7 @@ mod tests {
             (3, 2, 3, 2, 9),
         ];
         for (case, &(batch, cin, cout, height, width)) in cases.iter().enumerate() {
-            let g = Geometry {
-                batch,
-                in_channels: cin,
-                out_channels: cout,
-                height,
-                width,
-                out_height: height,
-                out_width: width,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-            };
+            let g = same_size(batch, cin, cout, height, width);
             let seed = 100 + 10 * case as u32;
             let weight = values(cout * cin * 9, seed);
             let x = values(batch * cin * height * width, seed + 1);
@@ -494,9 +505,7 @@ mod tests {
     /// groups than partial sums so that several groups add into one partial.
     #[test]
     fn weight_gradient_matches_direct_sum() {
-        let pool = ThreadPool::new(2).unwrap();
-        let mut scratch = Scratch::default();
-        scratch.ensure_threads(2);
+        let (pool, scratch) = two_threads();
         for (case, &(batch, cin, cout, height, width)) in [
             (2, 3, 4, 5, 5),
             (40, 2, 2, 16, 16),
@@ -506,18 +515,7 @@ mod tests {
         .iter()
         .enumerate()
         {
-            let g = Geometry {
-                batch,
-                in_channels: cin,
-                out_channels: cout,
-                height,
-                width,
-                out_height: height,
-                out_width: width,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-            };
+            let g = same_size(batch, cin, cout, height, width);
             let seed = 300 + 10 * case as u32;
             let x = values(batch * cin * height * width, seed);
             let dy = values(batch * cout * height * width, seed + 1);
