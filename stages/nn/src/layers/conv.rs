@@ -1,6 +1,6 @@
 //! 2-D convolution without bias: im2col + GEMM forward, two GEMMs + col2im backward.
-//! 3x3 convolutions with stride 1 and padding 1 (all but two of WideResNet's) take the
-//! Winograd path of [`winograd`] instead in all three passes, with 16 multiplications per
+//! 3x3 convolutions with stride 1 and padding 1 (in WideResNet, every 3x3 convolution except
+//! the two with stride 2) take the Winograd path of [`winograd`] instead in all three passes, with 16 multiplications per
 //! output tile of 2x2 pixels and channel pair where im2col needs 36.
 //!
 //! Images are processed in groups of `G` whose column matrices are laid side by side, so small

@@ -26,7 +26,7 @@ pub(super) fn applies(g: &Geometry) -> bool {
     g.kernel == 3 && g.stride == 1 && g.padding == 1
 }
 
-/// Tile rows and columns of one output plane.
+/// Returns the tile rows and columns of one output plane.
 fn tiles(g: &Geometry) -> (usize, usize) {
     (g.out_height.div_ceil(2), g.out_width.div_ceil(2))
 }
@@ -60,7 +60,7 @@ pub(super) fn transform_weight(
     }
 }
 
-/// Images per group: enough for [`GROUP_TILES`] tiles, at most the batch.
+/// Returns the images per group: enough for [`GROUP_TILES`] tiles, at most the batch.
 fn group_size(g: &Geometry) -> usize {
     let (th, tw) = tiles(g);
     GROUP_TILES
@@ -205,7 +205,7 @@ fn untransform_weight_grad(du: &[f32; 16], dg: &mut [f32]) {
     }
 }
 
-/// Scratch floats the input and output transforms of one image need beside `V` and `M`: eight
+/// Returns the scratch floats the transforms of one image need beside `V` and `M`: eight
 /// planes of `(th + 1) x tw` plus two rows of `tw + 1` for the input, twelve planes of
 /// `th x tw` for the output and its gradient.
 fn temp_len(th: usize, tw: usize) -> usize {
@@ -233,7 +233,10 @@ fn transform_output_grad(
     let (rows, _) = rest.split_at_mut(2 * n);
     for ko in 0..k {
         let plane = &dy[ko * ho * wo..(ko + 1) * ho * wo];
-        quarters.fill(0.0);
+        // Only odd sizes leave tile pixels that no output pixel overwrites.
+        if ho % 2 == 1 || wo % 2 == 1 {
+            quarters.fill(0.0);
+        }
         for oy in 0..ho {
             let (ty, a) = (oy / 2, oy % 2);
             let (left, right) = quarters[2 * a * n..(2 * a + 2) * n].split_at_mut(n);
@@ -292,41 +295,50 @@ fn transform_input(
     let (th, tw) = tiles(g);
     let n = th * tw;
     let rows = (th + 1) * tw;
-    let (rows_db, rest) = temp.split_at_mut(8 * rows);
-    let (pe, po) = rest[..2 * (tw + 1)].split_at_mut(tw + 1);
+    // row_transforms[2s + parity]: column s of `d B` for the padded rows of that parity.
+    let (row_transforms, rest) = temp.split_at_mut(8 * rows);
+    let (even, odd) = rest[..2 * (tw + 1)].split_at_mut(tw + 1);
     for ci in 0..c {
         let plane = &x[ci * h * w..(ci + 1) * h * w];
         // Padded rows without an input row: row 0 and rows h + 1..2 * th + 2.
         for py in std::iter::once(0).chain(h + 1..2 * th + 2) {
             let (parity, q) = (py % 2, py / 2);
             for s in 0..4 {
-                rows_db[(2 * s + parity) * rows + q * tw..][..tw].fill(0.0);
+                row_transforms[(2 * s + parity) * rows + q * tw..][..tw].fill(0.0);
             }
         }
         for iy in 0..h {
             // Input row iy is padded row iy + 1.
             let padded = iy + 1;
             let (parity, q) = (padded % 2, padded / 2);
-            deinterleave(&plane[iy * w..(iy + 1) * w], pe, po);
-            // Columns (a, b, c, d) of tile tx are (pe[tx], po[tx], pe[tx + 1], po[tx + 1]).
-            let (e0, e1, o0, o1) = (&pe[..tw], &pe[1..], &po[..tw], &po[1..]);
+            deinterleave(&plane[iy * w..(iy + 1) * w], even, odd);
+            // Columns (a, b, c, d) of tile tx are (even[tx], odd[tx], even[tx + 1], odd[tx + 1]).
+            let columns = [&even[..tw], &odd[..tw], &even[1..], &odd[1..]];
             let at = |s: usize| (2 * s + parity) * rows + q * tw;
-            combine(&mut rows_db[at(0)..at(0) + tw], e0, e1, |a, c| a - c);
-            combine(&mut rows_db[at(1)..at(1) + tw], o0, e1, |b, c| b + c);
-            combine(&mut rows_db[at(2)..at(2) + tw], e1, o0, |c, b| c - b);
-            combine(&mut rows_db[at(3)..at(3) + tw], o0, o1, |b, d| b - d);
+            apply_bt(row_transforms, at, tw, columns);
         }
         for s in 0..4 {
-            let even = &rows_db[2 * s * rows..(2 * s + 1) * rows];
-            let odd = &rows_db[(2 * s + 1) * rows..(2 * s + 2) * rows];
-            let (a, b, cc, d) = (&even[..n], &odd[..n], &even[tw..tw + n], &odd[tw..tw + n]);
+            let even_rows = &row_transforms[2 * s * rows..(2 * s + 1) * rows];
+            let odd_rows = &row_transforms[(2 * s + 1) * rows..(2 * s + 2) * rows];
+            let tile_rows = [
+                &even_rows[..n],
+                &odd_rows[..n],
+                &even_rows[tw..tw + n],
+                &odd_rows[tw..tw + n],
+            ];
             let at = |r: usize| ((r * 4 + s) * c + ci) * t + first;
-            combine(&mut v[at(0)..at(0) + n], a, cc, |a, c| a - c);
-            combine(&mut v[at(1)..at(1) + n], b, cc, |b, c| b + c);
-            combine(&mut v[at(2)..at(2) + n], cc, b, |c, b| c - b);
-            combine(&mut v[at(3)..at(3) + n], b, d, |b, d| b - d);
+            apply_bt(v, at, n, tile_rows);
         }
     }
+}
+
+/// Writes `Bt [a, b, c, d]` = `a - c, b + c, c - b, b - d`, element by element over `len`
+/// values, to `dst[at(0)..]`, `dst[at(1)..]`, `dst[at(2)..]` and `dst[at(3)..]`.
+fn apply_bt(dst: &mut [f32], at: impl Fn(usize) -> usize, len: usize, [a, b, c, d]: [&[f32]; 4]) {
+    combine(&mut dst[at(0)..at(0) + len], a, c, |a, c| a - c);
+    combine(&mut dst[at(1)..at(1) + len], b, c, |b, c| b + c);
+    combine(&mut dst[at(2)..at(2) + len], c, b, |c, b| c - b);
+    combine(&mut dst[at(3)..at(3) + len], b, d, |b, d| b - d);
 }
 
 /// `out[i] = f(a[i], b[i])` over the shortest of the three, a loop the compiler vectorises.
